@@ -94,3 +94,62 @@ mod tests {
         assert!(TenantId::parse("tn_0123456789ABCDEF0123456789abcdef").is_err());
     }
 }
+
+/// A tenant's human name (`acme`, `globex-eu`): 1–64 characters of ASCII
+/// letters, digits, `-`, `_` or `.`, so it is safe in URLs, logs and shells.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantName(String);
+
+impl TenantName {
+    pub fn parse(value: &str) -> Result<Self, InvalidId> {
+        let ok = (1..=64).contains(&value.len())
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidId {
+                kind: "tenant name (1-64 of A-Z a-z 0-9 - _ .)",
+                value: value.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for TenantName {
+    type Error = InvalidId;
+    fn try_from(value: String) -> Result<Self, InvalidId> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TenantName> for String {
+    fn from(name: TenantName) -> String {
+        name.0
+    }
+}
+
+#[cfg(test)]
+mod tenant_name_tests {
+    use super::TenantName;
+
+    #[test]
+    fn tenant_names_are_plain() {
+        assert!(TenantName::parse("acme-eu.prod_1").is_ok());
+        for bad in ["", "a b", "../x", "ünï", &"x".repeat(65)] {
+            assert!(TenantName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

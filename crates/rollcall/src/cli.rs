@@ -1,0 +1,103 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rollcall_server::LogFormat;
+use rollcall_sim_metabase::MetabaseSimArgs;
+use rollcall_sim_mode::ModeSimArgs;
+
+/// Rollcall: one self-hosted User Directory API for Mode and Metabase.
+#[derive(Debug, Parser)]
+#[command(name = "rollcall", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (default: $ROLLCALL_CONFIG, else ./rollcall.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format: pretty or json (overrides config).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Store URL, e.g. sqlite://rollcall.db (overrides config).
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API.
+    Serve {
+        /// Address to listen on (overrides config), e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Apply the store's pending migrations and exit.
+    Migrate,
+    /// Exit 0 if the server at --url is up and its store answers.
+    Healthcheck {
+        /// Base URL (default: from the configured listen address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Manage tenant API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Run a vendor simulator on its own.
+    #[command(subcommand)]
+    Sim(SimCommand),
+    /// Serve a ready-to-try Rollcall with simulated Mode and Metabase accounts.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key for a tenant (created if new); prints the key once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// A note to recognise the key by later.
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// The Mode Analytics API simulator.
+    Mode {
+        #[arg(long, default_value_t = 9101)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[command(flatten)]
+        args: ModeSimArgs,
+    },
+    /// The Metabase API simulator.
+    Metabase {
+        #[arg(long, default_value_t = 9102)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[command(flatten)]
+        args: MetabaseSimArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo keeps its database.
+    #[arg(long, default_value = "rollcall-demo")]
+    pub data_dir: PathBuf,
+    /// Address for the API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Users in each simulated vendor account.
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+}

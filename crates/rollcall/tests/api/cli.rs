@@ -1,0 +1,133 @@
+//! The real `rollcall` executable, driven as a user would.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::helpers::{rollcall_bin, spawn_app};
+
+#[tokio::test]
+async fn keys_create_prints_only_the_key_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let out = rollcall_bin()
+        .args(["keys", "create", "--tenant", "acme", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let key = stdout.trim();
+    assert!(key.starts_with("rk_key") && !key.contains('\n'), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown only this once"));
+
+    let bad = rollcall_bin()
+        .args(["keys", "create", "--tenant", "not a name", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tenant name"));
+}
+
+#[tokio::test]
+async fn unknown_environment_variables_stop_the_binary_with_their_name() {
+    let out = rollcall_bin()
+        .arg("migrate")
+        .env("ROLLCALL_DATABSE_URL", "sqlite://typo.db")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ROLLCALL_DATABSE_URL"), "{stderr}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_store_and_healthcheck_reports_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("m.db").display());
+    let out = rollcall_bin().args(["migrate", "--database-url", &db]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("m.db").exists());
+
+    let app = spawn_app().await;
+    let ok = tokio::task::spawn_blocking({
+        let url = app.base_url.clone();
+        move || rollcall_bin().args(["healthcheck", "--url", &url]).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+
+    // Nothing listens on port 9 (discard) here.
+    let down = rollcall_bin()
+        .args(["healthcheck", "--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(down.status.code(), Some(1));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("j.db").display());
+    let out = rollcall_bin()
+        .args(["--log-format", "json", "migrate", "--database-url", &db])
+        .env("ROLLCALL_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json_lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!json_lines.is_empty(), "no JSON log lines in: {stderr}");
+    assert!(json_lines.iter().all(|l| l.get("level").is_some() && l.get("timestamp").is_some()));
+}
+
+/// The demo starts from nothing, serves, and stops cleanly on Ctrl-C.
+#[test]
+fn demo_serves_and_stops_cleanly_on_interrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = rollcall_bin()
+        .args(["demo", "--listen", "127.0.0.1:0", "--users", "20", "--data-dir"])
+        .arg(dir.path().join("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    let mut printed = Vec::new();
+    let api = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("demo printed nothing");
+        printed.push(line.clone());
+        if let Some(rest) = line.strip_prefix("Rollcall demo is serving at ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60));
+    };
+    // The key line follows the banner.
+    let key = loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        if line.trim_start().starts_with("rk_") {
+            break line.trim().to_owned();
+        }
+    };
+    assert!(key.starts_with("rk_key"));
+    let health = reqwest::blocking::get(format!("{api}/readyz")).unwrap();
+    assert_eq!(health.status(), 200);
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "demo exited with {exit:?}");
+}

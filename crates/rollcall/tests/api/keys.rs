@@ -1,0 +1,51 @@
+use rollcall_core::SystemClock;
+use rollcall_core::id::TenantName;
+use rollcall_server::keys;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn issued_keys_verify_and_tampered_ones_do_not() {
+    let app = spawn_app().await;
+    let acme = TenantName::parse("acme").unwrap();
+    let issued = keys::issue(app.store.as_ref(), &SystemClock, &acme, "test").await.unwrap();
+    let key = issued.key.expose_secret().to_owned();
+    assert!(key.starts_with(&format!("rk_{}_", issued.id)), "{key}");
+
+    let verified = keys::verify(app.store.as_ref(), &issued.key).await.unwrap().unwrap();
+    assert_eq!(verified.tenant_id, issued.tenant.id);
+    assert_eq!(verified.key_id, issued.id);
+
+    let mut tampered = key.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [tampered.as_str(), "rk_nope", "", "Bearer x", &key[..key.len() - 1]] {
+        let bad = SecretString::from(bad.to_owned());
+        assert!(keys::verify(app.store.as_ref(), &bad).await.unwrap().is_none());
+    }
+
+    // A second key for the same tenant reuses the tenant.
+    let again = keys::issue(app.store.as_ref(), &SystemClock, &acme, "other").await.unwrap();
+    assert_eq!(again.tenant.id, issued.tenant.id);
+    assert_ne!(again.id, issued.id);
+}
+
+#[tokio::test]
+async fn only_a_hash_of_the_secret_is_stored() {
+    let app = spawn_app().await;
+    let acme = TenantName::parse("acme").unwrap();
+    let issued = keys::issue(app.store.as_ref(), &SystemClock, &acme, "test").await.unwrap();
+    let key = issued.key.expose_secret();
+    let secret = key.rsplit_once('_').unwrap().1;
+    // Checkpoint the WAL so the main database file holds everything.
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(app.sqlite.pool())
+        .await
+        .unwrap();
+    for file in ["rollcall.db", "rollcall.db-wal"] {
+        let bytes = std::fs::read(app.dir.path().join(file)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret), "{file} holds the key secret in clear");
+    }
+}

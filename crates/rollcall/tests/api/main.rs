@@ -1,0 +1,8 @@
+//! Rollcall's one integration-test binary: every module here starts the
+//! real application (in-process on a random port, or the real `rollcall`
+//! executable) against a fresh SQLite store and in-process simulators.
+
+mod cli;
+mod health;
+mod helpers;
+mod keys;

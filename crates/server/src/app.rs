@@ -1,0 +1,84 @@
+//! The application: one [`AppState`], one router assembled from each
+//! module's `routes()`, and the layers every request passes through.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use rollcall_core::SharedClock;
+use rollcall_store::Store;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::{health, request_id};
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Innermost: a panic in a handler becomes a contract-shaped 500
+        // instead of a dropped connection. It sits inside the request-id
+        // layer so that the 500 is rendered with the id and logged.
+        .layer(CatchPanicLayer::custom(panic_to_error))
+        // Outermost: assigns the request id before anything can log or fail,
+        // and renders every `ApiError` body with it.
+        .layer(middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        rollcall_core::ErrorCode::InvalidRequest,
+        "this route does not accept that method",
+    )
+    .with_status_405()
+}
+
+fn panic_to_error(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("a handler panicked").into_response()
+}
+
+/// A bound, not yet running server. Binding first lets tests ask for port 0
+/// and learn the real port before serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self {
+            listener,
+            router: router(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
