@@ -13,9 +13,12 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rollcall_core::id::{ApiKeyId, TenantId};
+use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
-pub use rows::{AccountRow, AccountStatus, ApiKeyRow, TenantRow};
+pub use rows::{
+    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, LinkTokenRow,
+    SealedCredential, TenantRow,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,71 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<(), StoreError>;
     async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRow>, StoreError>;
+
+    async fn insert_account(&self, account: &AccountRow) -> Result<(), StoreError>;
+    /// The account if it exists *and* belongs to `tenant`.
+    async fn account(
+        &self,
+        tenant: &TenantId,
+        id: &AccountId,
+    ) -> Result<Option<AccountRow>, StoreError>;
+    /// A tenant's accounts in id order, after `after`, at most `limit`.
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        filter: &AccountFilter,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<AccountRow>, StoreError>;
+    /// Replaces every mutable column; false if no such account for the tenant.
+    async fn update_account(&self, account: &AccountRow) -> Result<bool, StoreError>;
+    /// Sets the status only if it differs; true if it changed.
+    async fn set_account_status(
+        &self,
+        tenant: &TenantId,
+        id: &AccountId,
+        status: AccountStatus,
+        detail: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    async fn delete_account(&self, tenant: &TenantId, id: &AccountId) -> Result<bool, StoreError>;
+
+    /// Sealed credentials of every tenant in account-id order, for rotation.
+    async fn sealed_credentials(
+        &self,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<SealedCredential>, StoreError>;
+    /// Replaces a sealed credential only if it is still `expected` (a
+    /// concurrent credential change wins over a rotation); true if replaced.
+    async fn reseal_credential(
+        &self,
+        expected: &SealedCredential,
+        key_id: &str,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
+    /// The distinct master key ids that still seal some credential.
+    async fn credential_key_ids(&self) -> Result<Vec<String>, StoreError>;
+
+    async fn append_audit(&self, entry: &AuditRow) -> Result<(), StoreError>;
+    /// A tenant's most recent audit rows, newest first.
+    async fn recent_audit(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+
+    async fn insert_link_token(&self, token: &LinkTokenRow) -> Result<(), StoreError>;
+    async fn link_token(&self, token_sha256: &[u8; 32])
+    -> Result<Option<LinkTokenRow>, StoreError>;
+    /// Creates `account` and spends the link token in one transaction; false
+    /// (and nothing written) if the token is unknown, used or expired.
+    async fn insert_account_via_link(
+        &self,
+        account: &AccountRow,
+        token_sha256: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the store a URL names (`sqlite://path/to/rollcall.db`).

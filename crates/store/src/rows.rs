@@ -91,3 +91,84 @@ impl std::fmt::Debug for AccountRow {
             .finish_non_exhaustive()
     }
 }
+
+/// Narrows an account listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFilter {
+    pub provider: Option<Provider>,
+    pub tenant_ref: Option<String>,
+}
+
+/// A sealed credential, as key rotation sees it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedCredential {
+    pub account_id: AccountId,
+    pub tenant_id: TenantId,
+    pub key_id: String,
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedCredential")
+            .field("account_id", &self.account_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOutcome {
+    Success,
+    Failure,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub at: i64,
+    /// `key:<api key id>`, `link:<token hint>` or `system`.
+    pub actor: String,
+    /// e.g. `integrated_account.created`.
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub request_id: Option<String>,
+    pub before_json: Option<String>,
+    pub after_json: Option<String>,
+    pub outcome: AuditOutcome,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkTokenRow {
+    pub token_sha256: [u8; 32],
+    pub tenant_id: TenantId,
+    pub tenant_ref: Option<String>,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub account_id: Option<AccountId>,
+}
+
+impl std::fmt::Debug for LinkTokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkTokenRow")
+            .field("tenant_id", &self.tenant_id)
+            .field("tenant_ref", &self.tenant_ref)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}

@@ -39,9 +39,11 @@ async fn wal_is_on_and_timestamps_are_integers() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
-    let ty: String = sqlx::query_scalar("SELECT type FROM pragma_table_info('tenants') WHERE name = 'created_at'")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let ty: String = sqlx::query_scalar(
+        "SELECT type FROM pragma_table_info('tenants') WHERE name = 'created_at'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(ty, "INTEGER");
 }

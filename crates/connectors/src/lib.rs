@@ -1,0 +1,17 @@
+//! Vendor connectors: how Rollcall talks to each vendor account. This crate
+//! owns the vendors' shapes (configs, credentials, payloads) and the
+//! mechanics of calling them with credentials injected; nothing in it knows
+//! about Rollcall's own API or store.
+
+pub mod account;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod metabase;
+
+pub use account::{LinkedAccount, SessionRegistry, VendorBody, VendorRequest};
+pub use config::{AccountConfig, BaseUrl, MetabaseConfig, ModeConfig};
+pub use credentials::{Credentials, MetabaseCredentials, ModeCredentials};
+pub use error::{ConnectorError, Remote};
+pub use http::VendorHttp;
