@@ -8,24 +8,57 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
+use rollcall_connectors::{SessionRegistry, VendorHttp};
 use rollcall_core::SharedClock;
 use rollcall_store::Store;
+use rollcall_vault::Vault;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use crate::config::Settings;
 use crate::error::ApiError;
-use crate::{health, request_id};
+use crate::{accounts, health, link, proxy, request_id};
 
 /// Everything a handler may need, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: SharedClock,
+    pub settings: Arc<Settings>,
+    /// Seals and opens stored vendor credentials.
+    pub vault: Arc<Vault>,
+    /// The one outbound client for every vendor call.
+    pub vendor_http: VendorHttp,
+    /// Metabase sessions shared by every call in the process.
+    pub sessions: Arc<SessionRegistry>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        settings: Settings,
+        vault: Vault,
+    ) -> Result<Self, rollcall_connectors::ConnectorError> {
+        let vendor_http =
+            VendorHttp::new(std::time::Duration::from_secs(settings.vendor_timeout_secs))?;
+        Ok(Self {
+            store,
+            clock,
+            settings: Arc::new(settings),
+            vault: Arc::new(vault),
+            vendor_http,
+            sessions: Arc::default(),
+        })
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
+        .merge(accounts::routes())
+        .merge(link::routes())
+        .merge(proxy::routes())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: a panic in a handler becomes a contract-shaped 500
@@ -47,7 +80,7 @@ async fn method_not_allowed() -> ApiError {
         rollcall_core::ErrorCode::InvalidRequest,
         "this route does not accept that method",
     )
-    .with_status_405()
+    .with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED)
 }
 
 fn panic_to_error(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -63,8 +96,14 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+    pub async fn bind(addr: SocketAddr, mut state: AppState) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        if state.settings.public_url.is_none() {
+            // Links handed out must name the port really bound (port 0 in tests).
+            let mut settings = (*state.settings).clone();
+            settings.public_url = Some(format!("http://{}", listener.local_addr()?));
+            state.settings = Arc::new(settings);
+        }
         Ok(Self {
             listener,
             router: router(state),
@@ -76,7 +115,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

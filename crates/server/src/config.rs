@@ -37,12 +37,33 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `sqlite://PATH` (the embedded default).
     pub database_url: String,
-    /// Master key that seals stored vendor credentials. Without one, `serve`
-    /// on SQLite creates a key file next to the database.
+    /// Master key(s) sealing stored vendor credentials, given inline.
     pub master_key: Option<SecretString>,
+    /// ... or a file holding them (re-read on rotation). Without either,
+    /// `serve` on SQLite creates a key file next to the database.
+    pub master_key_file: Option<PathBuf>,
     /// `tracing` filter, e.g. `info` or `rollcall_server=debug,info`.
     pub log: String,
     pub log_format: LogFormat,
+    /// The address users reach this server at, for links it hands out
+    /// (link-token URLs). Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// How long one vendor call may take.
+    pub vendor_timeout_secs: u64,
+    /// The largest request body the proxy forwards.
+    pub proxy_max_body_bytes: usize,
+    /// How long a link-token URL stays valid.
+    pub link_token_ttl_secs: u64,
+}
+
+impl Settings {
+    /// The URL this server is reached at, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -51,8 +72,13 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://rollcall.db".into(),
             master_key: None,
+            master_key_file: None,
             log: "info".into(),
             log_format: LogFormat::Pretty,
+            public_url: None,
+            vendor_timeout_secs: 30,
+            proxy_max_body_bytes: 10 * 1024 * 1024,
+            link_token_ttl_secs: 30 * 60,
         }
     }
 }
@@ -67,6 +93,10 @@ struct FileSettings {
     master_key_file: Option<PathBuf>,
     log: Option<String>,
     log_format: Option<LogFormat>,
+    public_url: Option<String>,
+    vendor_timeout_secs: Option<u64>,
+    proxy_max_body_bytes: Option<usize>,
+    link_token_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,12 +112,6 @@ pub enum ConfigError {
     BadEnv { name: String, message: String },
     #[error("unknown environment variable {name}; known ones are: {known}")]
     UnknownEnv { name: String, known: String },
-    #[error("cannot read secret file {path} (from {from}): {source}")]
-    SecretFile {
-        from: String,
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("{0} and {0}_FILE are both set; set only one")]
     SecretTwice(String),
 }
@@ -103,6 +127,10 @@ const KNOWN_ENV: &[&str] = &[
     "ROLLCALL_MASTER_KEY_FILE",
     "ROLLCALL_LOG",
     "ROLLCALL_LOG_FORMAT",
+    "ROLLCALL_PUBLIC_URL",
+    "ROLLCALL_VENDOR_TIMEOUT_SECS",
+    "ROLLCALL_PROXY_MAX_BODY_BYTES",
+    "ROLLCALL_LINK_TOKEN_TTL_SECS",
 ];
 
 impl Settings {
@@ -154,15 +182,29 @@ impl Settings {
         }
         if let Some(v) = file.master_key {
             self.master_key = Some(v);
+            self.master_key_file = None;
         }
         if let Some(p) = file.master_key_file {
-            self.master_key = Some(read_secret_file("master_key_file", &p)?);
+            self.master_key_file = Some(p);
+            self.master_key = None;
         }
         if let Some(v) = file.log {
             self.log = v;
         }
         if let Some(v) = file.log_format {
             self.log_format = v;
+        }
+        if let Some(v) = file.public_url {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = file.vendor_timeout_secs {
+            self.vendor_timeout_secs = v;
+        }
+        if let Some(v) = file.proxy_max_body_bytes {
+            self.proxy_max_body_bytes = v;
+        }
+        if let Some(v) = file.link_token_ttl_secs {
+            self.link_token_ttl_secs = v;
         }
         Ok(())
     }
@@ -180,17 +222,27 @@ impl Settings {
             match name.as_str() {
                 "ROLLCALL_CONFIG" => {}
                 "ROLLCALL_LISTEN" => {
-                    self.listen = value
-                        .parse()
-                        .map_err(|e| bad(name, format!("`{value}` is not a socket address: {e}")))?;
+                    self.listen = value.parse().map_err(|e| {
+                        bad(name, format!("`{value}` is not a socket address: {e}"))
+                    })?;
                 }
                 "ROLLCALL_DATABASE_URL" => self.database_url = value.clone(),
-                "ROLLCALL_MASTER_KEY" => self.master_key = Some(SecretString::from(value.clone())),
+                "ROLLCALL_MASTER_KEY" => {
+                    self.master_key = Some(SecretString::from(value.clone()));
+                    self.master_key_file = None;
+                }
                 "ROLLCALL_MASTER_KEY_FILE" => {
-                    self.master_key = Some(read_secret_file(name, Path::new(value))?);
+                    self.master_key_file = Some(PathBuf::from(value));
+                    self.master_key = None;
                 }
                 "ROLLCALL_LOG" => self.log = value.clone(),
-                "ROLLCALL_LOG_FORMAT" => self.log_format = value.parse().map_err(|e| bad(name, e))?,
+                "ROLLCALL_LOG_FORMAT" => {
+                    self.log_format = value.parse().map_err(|e| bad(name, e))?
+                }
+                "ROLLCALL_PUBLIC_URL" => self.public_url = Some(value.clone()),
+                "ROLLCALL_VENDOR_TIMEOUT_SECS" => self.vendor_timeout_secs = number(name, value)?,
+                "ROLLCALL_PROXY_MAX_BODY_BYTES" => self.proxy_max_body_bytes = number(name, value)?,
+                "ROLLCALL_LINK_TOKEN_TTL_SECS" => self.link_token_ttl_secs = number(name, value)?,
                 _ => {
                     return Err(ConfigError::UnknownEnv {
                         name: name.clone(),
@@ -203,13 +255,11 @@ impl Settings {
     }
 }
 
-fn read_secret_file(from: &str, path: &Path) -> Result<SecretString, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-        from: from.to_owned(),
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(SecretString::from(text.trim_end_matches(['\n', '\r']).to_owned()))
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::BadEnv {
+        name: name.to_owned(),
+        message: format!("`{value}` is not a whole number"),
+    })
 }
 
 #[cfg(test)]
@@ -219,7 +269,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]
@@ -233,10 +286,17 @@ mod tests {
         .unwrap();
         let s = Settings::load(
             Some(&file),
-            env(&[("ROLLCALL_DATABASE_URL", "sqlite://env.db"), ("PATH", "/bin")]),
+            env(&[
+                ("ROLLCALL_DATABASE_URL", "sqlite://env.db"),
+                ("PATH", "/bin"),
+            ]),
         )
         .unwrap();
-        assert_eq!(s.listen, "0.0.0.0:9000".parse().unwrap(), "file beats default");
+        assert_eq!(
+            s.listen,
+            "0.0.0.0:9000".parse().unwrap(),
+            "file beats default"
+        );
         assert_eq!(s.database_url, "sqlite://env.db", "env beats file");
         assert_eq!(s.log, "debug");
         assert_eq!(s.log_format, LogFormat::Pretty, "default kept");
@@ -247,7 +307,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rollcall.toml");
         std::fs::write(&file, "listne = \"0.0.0.0:9000\"\n").unwrap();
-        let err = Settings::load(Some(&file), env(&[])).unwrap_err().to_string();
+        let err = Settings::load(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listne"), "{err}");
     }
 
@@ -256,7 +318,10 @@ mod tests {
         let err = Settings::load(None, env(&[("ROLLCALL_LISTNE", "x")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ROLLCALL_LISTNE") && err.contains("ROLLCALL_LISTEN"), "{err}");
+        assert!(
+            err.contains("ROLLCALL_LISTNE") && err.contains("ROLLCALL_LISTEN"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -264,22 +329,37 @@ mod tests {
         let err = Settings::load(None, env(&[("ROLLCALL_LISTEN", "nowhere")]))
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("environment variable ROLLCALL_LISTEN"), "{err}");
+        assert!(
+            err.starts_with("environment variable ROLLCALL_LISTEN"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn secrets_come_from_files_and_never_print() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("master.key");
-        std::fs::write(&key, "s3cr3t-master\n").unwrap();
-        let s = Settings::load(None, env(&[("ROLLCALL_MASTER_KEY_FILE", key.to_str().unwrap())]))
-            .unwrap();
-        assert_eq!(s.master_key.as_ref().unwrap().expose_secret(), "s3cr3t-master");
+    fn secrets_come_inline_or_from_files_and_never_print() {
+        let s = Settings::load(None, env(&[("ROLLCALL_MASTER_KEY", "s3cr3t-master")])).unwrap();
+        assert_eq!(
+            s.master_key.as_ref().unwrap().expose_secret(),
+            "s3cr3t-master"
+        );
         assert!(!format!("{s:?}").contains("s3cr3t"));
+        let s = Settings::load(
+            None,
+            env(&[("ROLLCALL_MASTER_KEY_FILE", "/etc/rollcall/master.key")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.master_key_file.as_deref(),
+            Some(Path::new("/etc/rollcall/master.key"))
+        );
+        assert!(s.master_key.is_none());
 
         let both = Settings::load(
             None,
-            env(&[("ROLLCALL_MASTER_KEY", "a"), ("ROLLCALL_MASTER_KEY_FILE", "b")]),
+            env(&[
+                ("ROLLCALL_MASTER_KEY", "a"),
+                ("ROLLCALL_MASTER_KEY_FILE", "b"),
+            ]),
         );
         assert!(matches!(both, Err(ConfigError::SecretTwice(_))));
     }

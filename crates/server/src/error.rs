@@ -46,7 +46,10 @@ impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         Self {
             cause: Some(cause.to_string()),
-            ..Self::new(ErrorCode::Internal, "internal error; see the server log for this request id")
+            ..Self::new(
+                ErrorCode::Internal,
+                "internal error; see the server log for this request id",
+            )
         }
     }
 
@@ -55,8 +58,9 @@ impl ApiError {
         self
     }
 
-    pub fn with_status_405(mut self) -> Self {
-        self.status_override = Some(StatusCode::METHOD_NOT_ALLOWED);
+    /// A status other than the code's usual one (405, 413, ...).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status_override = Some(status);
         self
     }
 

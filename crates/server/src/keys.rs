@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-const KEY_PREFIX: &str = "rk_";
+pub const KEY_PREFIX: &str = "rk_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -89,7 +89,10 @@ fn digest(secret: &str) -> [u8; 32] {
 
 /// Checks a presented key. `None` for anything that is not a live key of a
 /// tenant: malformed, unknown, wrong secret or revoked all look the same.
-pub async fn verify(store: &dyn Store, presented: &SecretString) -> Result<Option<VerifiedKey>, StoreError> {
+pub async fn verify(
+    store: &dyn Store,
+    presented: &SecretString,
+) -> Result<Option<VerifiedKey>, StoreError> {
     let Some((id, secret)) = presented
         .expose_secret()
         .strip_prefix(KEY_PREFIX)

@@ -5,13 +5,21 @@
 //! (the `AppState`, the router and the layers around it), `error` (the one
 //! error type every handler returns), then the route modules.
 
+pub mod accounts;
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod cursor;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod keys;
+pub mod link;
+pub mod proxy;
 pub mod request_id;
 pub mod telemetry;
+pub mod vault_setup;
 
 pub use app::{AppState, Application};
 pub use config::{LogFormat, Settings};

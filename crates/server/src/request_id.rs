@@ -56,10 +56,15 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
 
 fn render(error: ApiError, request_id: &str) -> Response {
     let status = error.status();
+    let code = error.code;
     match (&error.cause, status.is_server_error()) {
         (Some(cause), _) => tracing::error!(code = %error.code, %cause, "request failed"),
-        (None, true) => tracing::error!(code = %error.code, message = %error.message, "request failed"),
-        (None, false) => tracing::debug!(code = %error.code, message = %error.message, "request refused"),
+        (None, true) => {
+            tracing::error!(code = %error.code, message = %error.message, "request failed")
+        }
+        (None, false) => {
+            tracing::debug!(code = %error.code, message = %error.message, "request refused")
+        }
     }
     let body = ErrorEnvelope {
         error: ErrorBody {
@@ -69,7 +74,14 @@ fn render(error: ApiError, request_id: &str) -> Response {
             remote: error.remote,
         },
     };
+    let unauthenticated = code == rollcall_core::ErrorCode::Unauthenticated;
     let mut response = (status, axum::Json(body)).into_response();
+    if unauthenticated {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"rollcall\""),
+        );
+    }
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

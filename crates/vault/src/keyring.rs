@@ -152,6 +152,17 @@ impl Keyring {
         self.keys.iter().any(|k| k.id.as_str() == id)
     }
 
+    /// A 32-byte key for another purpose (signing cursors, say), derived
+    /// from the active master key so every node sharing the keyring agrees.
+    pub fn derive_subkey(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"rollcall-subkey-v1\0");
+        hasher.update(purpose.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.keys[0].key.expose_secret());
+        Zeroizing::new(hasher.finalize().into())
+    }
+
     /// Seals `plaintext` under the active key, bound to `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(MasterKeyId, Vec<u8>), VaultError> {
         let active = &self.keys[0];
