@@ -8,7 +8,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,6 +21,7 @@ use rollcall_core::SharedClock;
 use rollcall_core::clock::rfc3339_from_millis;
 use rollcall_sim_kit::{Admission, ControlState, WindowLimiter};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::ModeFixtures;
@@ -356,6 +358,25 @@ pub(crate) fn vendor_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
+/// `Path`, with a segment that does not decode answered as Mode's 404
+/// rather than axum's plain-text 400.
+struct Seg<T>(T);
+
+impl<T, S> FromRequestParts<S> for Seg<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Seg(value))
+            .map_err(|_| ApiError::not_found("Not found"))
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("Not found")
 }
@@ -549,7 +570,7 @@ async fn verify(
 async fn account_by_name(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    Seg(name): Seg<String>,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
     if name == store.workspace.username {
@@ -581,7 +602,7 @@ async fn account_by_name(
 async fn list_memberships(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path(ws): Path<String>,
+    Seg(ws): Seg<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
@@ -601,7 +622,7 @@ async fn list_memberships(
 async fn get_membership(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
     access(&store, &caller, &ws)?;
@@ -619,7 +640,7 @@ async fn get_membership(
 async fn delete_membership(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
 ) -> Result<Response, ApiError> {
     let now = app.clock.now_millis();
     let mut store = app.write()?;
@@ -651,7 +672,7 @@ async fn delete_membership(
 async fn create_invite(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path(ws): Path<String>,
+    Seg(ws): Seg<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
@@ -736,7 +757,7 @@ async fn create_invite(
 async fn list_groups(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path(ws): Path<String>,
+    Seg(ws): Seg<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
@@ -766,7 +787,7 @@ async fn list_groups(
 async fn create_group(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path(ws): Path<String>,
+    Seg(ws): Seg<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
@@ -801,7 +822,7 @@ fn find_live_group(store: &Store, token: &str) -> Result<u32, ApiError> {
 async fn get_group(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
     admin_only(access(&store, &caller, &ws)?)?;
@@ -812,7 +833,7 @@ async fn get_group(
 async fn update_group(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
@@ -835,7 +856,7 @@ async fn update_group(
 async fn delete_group(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
 ) -> Result<Response, ApiError> {
     let mut store = app.write()?;
     admin_only(access(&store, &caller, &ws)?)?;
@@ -851,7 +872,7 @@ async fn delete_group(
 async fn list_group_members(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
@@ -877,7 +898,7 @@ async fn list_group_members(
 async fn add_group_member(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token)): Path<(String, String)>,
+    Seg((ws, token)): Seg<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body).await?;
@@ -904,7 +925,7 @@ async fn add_group_member(
 async fn get_group_member(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token, gm)): Path<(String, String, String)>,
+    Seg((ws, token, gm)): Seg<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let store = app.read()?;
     admin_only(access(&store, &caller, &ws)?)?;
@@ -918,7 +939,7 @@ async fn get_group_member(
 async fn remove_group_member(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path((ws, token, gm)): Path<(String, String, String)>,
+    Seg((ws, token, gm)): Seg<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let mut store = app.write()?;
     admin_only(access(&store, &caller, &ws)?)?;
@@ -937,7 +958,7 @@ async fn remove_group_member(
 async fn discovery_members(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    Path(ws): Path<String>,
+    Seg(ws): Seg<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     if caller.principal != Principal::Discovery {
