@@ -1,23 +1,76 @@
 //! A typed client for Rollcall's HTTP API, shared by the `rollcall` CLI and
 //! the integration tests so both exercise the API exactly as users do.
 
+use reqwest::Method;
 use rollcall_core::error::ErrorEnvelope;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach Rollcall at {url}: {source}")]
     Transport { url: String, source: reqwest::Error },
     #[error("Rollcall answered {status}: {}", .envelope.error.message)]
-    Api { status: u16, envelope: Box<ErrorEnvelope> },
+    Api {
+        status: u16,
+        envelope: Box<ErrorEnvelope>,
+    },
     #[error("Rollcall answered {status} with an unexpected body: {body}")]
     Unexpected { status: u16, body: String },
+}
+
+impl ClientError {
+    /// The contract error code, when Rollcall answered with one.
+    pub fn code(&self) -> Option<rollcall_core::ErrorCode> {
+        match self {
+            Self::Api { envelope, .. } => Some(envelope.error.code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Unexpected { status, .. } => Some(*status),
+            Self::Transport { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Health {
     pub status: String,
+}
+
+/// An integrated account as the API returns it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub provider: String,
+    pub label: String,
+    pub tenant_ref: Option<String>,
+    pub config: Value,
+    pub status: String,
+    pub status_detail: Option<String>,
+    pub credential_type: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub capabilities: Value,
+}
+
+/// The contract's list envelope.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Page<T> {
+    pub result: Vec<T>,
+    pub next_cursor: Option<String>,
+    pub result_count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct LinkToken {
+    pub token: String,
+    pub url: String,
+    pub expires_at: String,
 }
 
 #[derive(Debug, Clone)]
@@ -47,38 +100,99 @@ impl Client {
     }
 
     pub async fn healthz(&self) -> Result<Health, ClientError> {
-        self.get("/healthz").await
+        self.call(Method::GET, "/healthz", None).await
     }
 
     /// Ready means the server and its store answer.
     pub async fn readyz(&self) -> Result<Health, ClientError> {
-        self.get("/readyz").await
+        self.call(Method::GET, "/readyz", None).await
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    /// Links an account: `body` as in the contract's `POST /integrated-accounts`.
+    pub async fn create_account(&self, body: &Value) -> Result<Account, ClientError> {
+        self.call(Method::POST, "/integrated-accounts", Some(body))
+            .await
+    }
+
+    /// One page; `query` like `limit=10&provider=mode` (may be empty).
+    pub async fn accounts(&self, query: &str) -> Result<Page<Account>, ClientError> {
+        self.call(Method::GET, &format!("/integrated-accounts?{query}"), None)
+            .await
+    }
+
+    pub async fn account(&self, id: &str) -> Result<Account, ClientError> {
+        self.call(Method::GET, &format!("/integrated-accounts/{id}"), None)
+            .await
+    }
+
+    pub async fn update_account(&self, id: &str, patch: &Value) -> Result<Account, ClientError> {
+        self.call(
+            Method::PATCH,
+            &format!("/integrated-accounts/{id}"),
+            Some(patch),
+        )
+        .await
+    }
+
+    pub async fn delete_account(&self, id: &str) -> Result<(), ClientError> {
+        let _: Option<Value> = self
+            .call(Method::DELETE, &format!("/integrated-accounts/{id}"), None)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn create_link_token(
+        &self,
+        tenant_ref: Option<&str>,
+    ) -> Result<LinkToken, ClientError> {
+        let body = serde_json::json!({ "tenant_ref": tenant_ref });
+        self.call(Method::POST, "/link-tokens", Some(&body)).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base_url);
-        let mut request = self.http.get(&url);
+        let mut request = self.http.request(method, &url);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
         }
         let response = request
             .send()
             .await
-            .map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         let status = response.status().as_u16();
-        let body = response
+        let text = response
             .text()
             .await
             .map_err(|source| ClientError::Transport { url, source })?;
         if (200..300).contains(&status) {
-            return serde_json::from_str(&body).map_err(|_| ClientError::Unexpected { status, body });
+            // 204 has no body; callers expecting one get a clear error.
+            let text = if text.is_empty() {
+                "null"
+            } else {
+                text.as_str()
+            };
+            return serde_json::from_str(text).map_err(|_| ClientError::Unexpected {
+                status,
+                body: text.to_owned(),
+            });
         }
-        match serde_json::from_str::<ErrorEnvelope>(&body) {
+        match serde_json::from_str::<ErrorEnvelope>(&text) {
             Ok(envelope) => Err(ClientError::Api {
                 status,
                 envelope: Box::new(envelope),
             }),
-            Err(_) => Err(ClientError::Unexpected { status, body }),
+            Err(_) => Err(ClientError::Unexpected { status, body: text }),
         }
     }
 }

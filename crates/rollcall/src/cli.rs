@@ -65,6 +65,13 @@ pub enum KeysCommand {
         #[arg(long, default_value = "cli")]
         label: String,
     },
+    /// Re-seal every stored vendor credential under a new master key, with
+    /// servers running. With a key file, the new key is written to it and old
+    /// keys are dropped once unused; with ROLLCALL_MASTER_KEY, put a new key
+    /// first in it (see generate-master) and roll the servers before this.
+    RotateMaster,
+    /// Print a new random master key entry (`ID:BASE64`) for ROLLCALL_MASTER_KEY.
+    GenerateMaster,
 }
 
 #[derive(Debug, Subcommand)]

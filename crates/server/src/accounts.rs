@@ -52,7 +52,7 @@ pub struct AccountView {
     pub capabilities: Value,
 }
 
-fn credentials_aad(tenant: &TenantId, account: &AccountId) -> Vec<u8> {
+pub(crate) fn credentials_aad(tenant: &TenantId, account: &AccountId) -> Vec<u8> {
     format!("rollcall/v1/{tenant}/{account}/credentials").into_bytes()
 }
 

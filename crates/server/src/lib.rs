@@ -18,6 +18,7 @@ pub mod keys;
 pub mod link;
 pub mod proxy;
 pub mod request_id;
+pub mod rotation;
 pub mod telemetry;
 pub mod vault_setup;
 

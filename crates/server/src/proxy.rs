@@ -159,7 +159,10 @@ async fn request_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
     match declared {
+        // No length and no chunking means no body (HTTP/1.1 message framing).
+        None if !chunked => Ok(VendorBody::Empty),
         Some(0) => Ok(VendorBody::Empty),
         Some(n) if n > limit => Err(too_large()),
         Some(n) if n <= REPLAYABLE_BODY_BYTES => {

@@ -42,7 +42,14 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
     async move {
         let mut response = next.run(request).await;
         if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+            // Keep headers the handler set on the error (x-rollcall-error, ...).
+            let extra = std::mem::take(response.headers_mut());
             response = render(error, &id);
+            for (name, value) in &extra {
+                if !response.headers().contains_key(name) {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
+            }
         }
         tracing::info!(status = response.status().as_u16(), "answered");
         if let Ok(value) = HeaderValue::from_str(&id) {

@@ -1,6 +1,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -22,6 +23,8 @@ pub enum KeySource {
 pub struct Vault {
     source: KeySource,
     ring: RwLock<Arc<Keyring>>,
+    /// When the key file was last read (file sources only).
+    file_modified: Mutex<Option<SystemTime>>,
 }
 
 impl Vault {
@@ -30,10 +33,13 @@ impl Vault {
             KeySource::Inline(text) => Keyring::parse(text)?,
             KeySource::File(path) => read_key_file(path)?,
         };
-        Ok(Self {
+        let vault = Self {
             source,
             ring: RwLock::new(Arc::new(ring)),
-        })
+            file_modified: Mutex::new(None),
+        };
+        vault.note_file_read();
+        Ok(vault)
     }
 
     /// Opens the key file at `path`, first creating it (mode 0600) with a
@@ -59,7 +65,17 @@ impl Vault {
         }
     }
 
+    /// Seals under the active key. With a key file, a file changed since it
+    /// was loaded (a rotation in another process) is re-read first, so new
+    /// credentials are sealed under the newest key.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(MasterKeyId, Vec<u8>), VaultError> {
+        if let KeySource::File(path) = &self.source {
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let seen = self.file_modified.lock().map(|m| *m).unwrap_or(None);
+            if modified != seen {
+                self.reload()?;
+            }
+        }
         self.keyring().seal(plaintext, aad)
     }
 
@@ -78,10 +94,20 @@ impl Vault {
         }
     }
 
+    fn note_file_read(&self) {
+        if let KeySource::File(path) = &self.source {
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if let Ok(mut seen) = self.file_modified.lock() {
+                *seen = modified;
+            }
+        }
+    }
+
     /// Re-reads the key file (a no-op for inline keys).
     pub fn reload(&self) -> Result<(), VaultError> {
         if let KeySource::File(path) = &self.source {
             let fresh = Arc::new(read_key_file(path)?);
+            self.note_file_read();
             tracing::info!(keys = ?fresh.ids(), "reloaded the master key file");
             match self.ring.write() {
                 Ok(mut ring) => *ring = fresh,
@@ -95,6 +121,7 @@ impl Vault {
     pub fn install(&self, ring: Keyring) -> Result<(), VaultError> {
         if let KeySource::File(path) = &self.source {
             write_key_file(path, &ring)?;
+            self.note_file_read();
         }
         let ring = Arc::new(ring);
         match self.ring.write() {

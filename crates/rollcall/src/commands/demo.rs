@@ -1,18 +1,22 @@
 //! `rollcall demo`: everything in one process, no configuration. Both vendor
 //! simulators with realistic seeded data, the API on an embedded SQLite
-//! store in a data directory, a tenant and an API key, and commands to try.
+//! store in a data directory, a tenant and an API key, one Mode and one
+//! Metabase account linked through the API, and commands to try.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use rollcall_client::Client;
 use rollcall_core::SystemClock;
 use rollcall_core::id::TenantName;
-use rollcall_server::{AppState, Application, keys};
+use rollcall_server::vault_setup::open_vault;
+use rollcall_server::{AppState, Application, Settings, keys};
 use rollcall_sim_metabase::{MetabaseSim, MetabaseSimConfig};
 use rollcall_sim_mode::{ModeSim, ModeSimConfig};
 use secrecy::ExposeSecret;
+use serde_json::json;
 
 use super::{open_store, shutdown_signal};
 use crate::cli::DemoArgs;
@@ -32,52 +36,96 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .start(loopback)
     .await?;
 
+    // The simulators get new ports each run, so accounts from an earlier run
+    // would point nowhere: the demo database starts afresh.
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let db_url = format!("sqlite://{}", args.data_dir.join("rollcall.db").display());
-    let store = open_store(&db_url).await?;
+    for stale in ["rollcall.db", "rollcall.db-wal", "rollcall.db-shm"] {
+        let _ = std::fs::remove_file(args.data_dir.join(stale));
+    }
+    let settings = Settings {
+        listen: args.listen,
+        database_url: format!("sqlite://{}", args.data_dir.join("rollcall.db").display()),
+        ..Settings::default()
+    };
+    let store = open_store(&settings.database_url).await?;
+    let vault = open_vault(&settings).context("cannot load the master key")?;
     let clock = Arc::new(SystemClock);
-    let tenant = TenantName::parse("demo")?;
-    let key = keys::issue(store.as_ref(), clock.as_ref(), &tenant, "demo").await?;
-
-    let app = Application::bind(args.listen, AppState { store, clock })
+    let key = keys::issue(
+        store.as_ref(),
+        clock.as_ref(),
+        &TenantName::parse("demo")?,
+        "demo",
+    )
+    .await?;
+    let state = AppState::new(store, clock, settings.clone(), vault)?;
+    let app = Application::bind(settings.listen, state)
         .await
         .with_context(|| {
-            format!("cannot listen on {} (is something else using it? try --listen 127.0.0.1:0)", args.listen)
+            format!(
+                "cannot listen on {} (is something else using it? try --listen 127.0.0.1:0)",
+                settings.listen
+            )
         })?;
     let api = format!("http://{}", app.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
 
-    let m = mode.fixtures();
-    let mb = metabase.fixtures();
-    let mode_url = mode.base_url();
-    let metabase_url = metabase.base_url();
+    let m = mode.fixtures().clone();
+    let mb = metabase.fixtures().clone();
+    let client = Client::new(&api).with_api_key(key.key.expose_secret());
+    let mode_account = client
+        .create_account(&json!({
+            "provider": "mode",
+            "label": "Acme analytics (Mode)",
+            "tenant_ref": "customer-acme",
+            "config": { "base_url": mode.base_url(), "workspace": m.workspace },
+            "credentials": { "token": m.admin.token, "secret": m.admin.secret, "discovery_token": m.discovery_token },
+        }))
+        .await
+        .context("linking the simulated Mode account")?;
+    let metabase_account = client
+        .create_account(&json!({
+            "provider": "metabase",
+            "label": "Acme BI (Metabase)",
+            "tenant_ref": "customer-acme",
+            "config": { "base_url": metabase.base_url() },
+            "credentials": { "username": mb.admin_email, "password": mb.admin_password },
+        }))
+        .await
+        .context("linking the simulated Metabase account")?;
+
+    let auth = format!("Authorization: Bearer {}", key.key.expose_secret());
     println!(
         "\nRollcall demo is serving at {api}  (data in {dir})\n\
          \n\
          API key for tenant `demo` (shown once):\n  {key}\n\
          \n\
-         Simulated vendors ({users} users each):\n  \
-           Mode      {mode_url}/api  workspace `{ws}`, admin token {mt}:{ms}\n  \
-           Metabase  {metabase_url}/api  API key {mbk}\n\
+         Linked accounts ({users} simulated users each):\n  \
+           {mode_id}  Mode workspace `{ws}`\n  \
+           {mb_id}  Metabase (session login, renewed automatically)\n\
          \n\
          Try:\n  \
-           curl -i {api}/healthz\n  \
-           curl {api}/readyz\n  \
-           curl -u {mt}:{ms} {mode_url}/api/{ws}/memberships\n  \
-           curl -H 'X-API-KEY: {mbk}' '{metabase_url}/api/user?limit=3'\n  \
-           curl {mode_url}/_sim/counters\n\
+           curl -H '{auth}' {api}/integrated-accounts\n  \
+           curl -H '{auth}' '{api}/proxy/{mb_id}/api/user?limit=3'\n  \
+           curl -H '{auth}' {api}/proxy/{mode_id}/api/{ws}/groups\n  \
+           curl -H '{auth}' -H 'content-type: application/json' -d '{{\"tenant_ref\":\"customer-42\"}}' {api}/link-tokens\n  \
+           curl {api}/readyz\n\
          \n\
          Ctrl-C stops everything.",
         dir = args.data_dir.display(),
         key = key.key.expose_secret(),
         users = args.users,
         ws = m.workspace,
-        mt = m.admin.token,
-        ms = m.admin.secret,
-        mbk = mb.admin_api_key,
+        mode_id = mode_account.id,
+        mb_id = metabase_account.id,
     );
-    app.run_until(shutdown_signal()).await?;
-    mode.stop().await;
+    shutdown_signal().await;
+    let _ = stop.send(());
+    server.await??;
+    mode.stop().await?;
     metabase.stop().await;
     eprintln!("demo stopped");
     Ok(ExitCode::SUCCESS)

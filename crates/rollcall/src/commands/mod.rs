@@ -29,7 +29,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             init_logs(&settings);
             let store = open_store(&settings.database_url).await?;
-            eprintln!("store at {} is up to date", rollcall_store::redact_url(&settings.database_url));
+            eprintln!(
+                "store at {} is up to date",
+                rollcall_store::redact_url(&settings.database_url)
+            );
             drop(store);
             Ok(ExitCode::SUCCESS)
         }
@@ -67,9 +70,12 @@ fn init_logs(settings: &Settings) {
 
 /// Opens the store and brings its schema up to date.
 pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store = rollcall_store::open(url)
-        .await
-        .with_context(|| format!("cannot open the store at {}", rollcall_store::redact_url(url)))?;
+    let store = rollcall_store::open(url).await.with_context(|| {
+        format!(
+            "cannot open the store at {}",
+            rollcall_store::redact_url(url)
+        )
+    })?;
     store.migrate().await.context("cannot migrate the store")?;
     Ok(store)
 }

@@ -14,14 +14,25 @@ async fn keys_create_prints_only_the_key_on_stdout() {
         .args(["keys", "create", "--tenant", "acme", "--database-url", &db])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.trim();
     assert!(key.starts_with("rk_key") && !key.contains('\n'), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("shown only this once"));
 
     let bad = rollcall_bin()
-        .args(["keys", "create", "--tenant", "not a name", "--database-url", &db])
+        .args([
+            "keys",
+            "create",
+            "--tenant",
+            "not a name",
+            "--database-url",
+            &db,
+        ])
         .output()
         .unwrap();
     assert!(!bad.status.success());
@@ -44,18 +55,34 @@ async fn unknown_environment_variables_stop_the_binary_with_their_name() {
 async fn migrate_creates_the_store_and_healthcheck_reports_readiness() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("m.db").display());
-    let out = rollcall_bin().args(["migrate", "--database-url", &db]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = rollcall_bin()
+        .args(["migrate", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("m.db").exists());
 
     let app = spawn_app().await;
     let ok = tokio::task::spawn_blocking({
         let url = app.base_url.clone();
-        move || rollcall_bin().args(["healthcheck", "--url", &url]).output().unwrap()
+        move || {
+            rollcall_bin()
+                .args(["healthcheck", "--url", &url])
+                .output()
+                .unwrap()
+        }
     })
     .await
     .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     // Nothing listens on port 9 (discard) here.
     let down = rollcall_bin()
@@ -81,7 +108,11 @@ fn json_logs_are_one_object_per_line() {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     assert!(!json_lines.is_empty(), "no JSON log lines in: {stderr}");
-    assert!(json_lines.iter().all(|l| l.get("level").is_some() && l.get("timestamp").is_some()));
+    assert!(
+        json_lines
+            .iter()
+            .all(|l| l.get("level").is_some() && l.get("timestamp").is_some())
+    );
 }
 
 /// The demo starts from nothing, serves, and stops cleanly on Ctrl-C.
@@ -89,7 +120,14 @@ fn json_logs_are_one_object_per_line() {
 fn demo_serves_and_stops_cleanly_on_interrupt() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = rollcall_bin()
-        .args(["demo", "--listen", "127.0.0.1:0", "--users", "20", "--data-dir"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--users",
+            "20",
+            "--data-dir",
+        ])
         .arg(dir.path().join("demo"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -105,7 +143,9 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
     let started = Instant::now();
     let mut printed = Vec::new();
     let api = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("demo printed nothing");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("demo printed nothing");
         printed.push(line.clone());
         if let Some(rest) = line.strip_prefix("Rollcall demo is serving at ") {
             break rest.split_whitespace().next().unwrap().to_owned();

@@ -8,7 +8,9 @@ async fn healthz_and_readyz_answer_with_a_request_id() {
     assert_eq!(app.client.healthz().await.unwrap().status, "ok");
     assert_eq!(app.client.readyz().await.unwrap().status, "ready");
 
-    let response = reqwest::get(format!("{}/healthz", app.base_url)).await.unwrap();
+    let response = reqwest::get(format!("{}/healthz", app.base_url))
+        .await
+        .unwrap();
     let id = response.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(id.len(), 32, "generated ids are uuid-simple: {id}");
 }
@@ -61,7 +63,10 @@ async fn a_wrong_method_is_a_405_in_the_contract_shape() {
         .await
         .unwrap();
     assert_eq!(response.status(), 405);
-    let header_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let header_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_request");
     assert_eq!(body["error"]["request_id"], header_id.as_str());
@@ -72,7 +77,9 @@ async fn readyz_is_503_when_the_store_is_unreachable() {
     let app = spawn_app().await;
     // A closed pool is what a lost database looks like to the server.
     app.sqlite.pool().close().await;
-    let response = reqwest::get(format!("{}/readyz", app.base_url)).await.unwrap();
+    let response = reqwest::get(format!("{}/readyz", app.base_url))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["checks"]["store"], "unreachable");

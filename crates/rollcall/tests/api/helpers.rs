@@ -1,51 +1,214 @@
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rollcall_client::Client;
+use rollcall_core::id::TenantName;
 use rollcall_core::{SharedClock, SystemClock};
-use rollcall_server::{AppState, Application};
+use rollcall_server::keys;
+use rollcall_server::{AppState, Application, Settings};
+use rollcall_sim_metabase::{MetabaseSim, MetabaseSimConfig, RunningMetabaseSim};
+use rollcall_sim_mode::{ModeSim, ModeSimConfig, RunningModeSim};
 use rollcall_store::Store;
+use rollcall_vault::{KeySource, Vault};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+/// Every log line of every test in this binary, so a test can prove that no
+/// secret was ever logged.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,reqwest=info,sqlx=info,h2=info")
+            .with_ansi(false)
+            .with_writer(move || SharedWriter(sink.clone()))
+            .try_init();
+        buffer
+    })
+}
+
+struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 pub struct TestApp {
     pub base_url: String,
+    /// Unauthenticated client.
     pub client: Client,
+    /// Tenant `acme`'s key and client.
+    pub key: String,
+    pub acme: Client,
+    /// Tenant `globex`'s client, for isolation checks.
+    pub globex: Client,
+    globex_key: String,
     pub store: Arc<dyn Store>,
     /// The same store, as its concrete type, for tests that need the pool.
     pub sqlite: rollcall_store::SqliteStore,
+    pub state: AppState,
     pub clock: SharedClock,
+    pub mode: RunningModeSim,
+    pub metabase: RunningMetabaseSim,
     pub dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    pub key_file: std::path::PathBuf,
+    pub _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
-/// The real application on port 0 with a fresh SQLite store in a temp dir.
+#[derive(Default)]
+pub struct Options {
+    pub clock: Option<SharedClock>,
+    pub metabase_session_max_age: Option<std::time::Duration>,
+    pub settings: Option<Settings>,
+}
+
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+/// The real application on port 0 with a fresh SQLite store and master key
+/// file in a temp dir, and both simulators in-process.
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    log_buffer();
+    let clock: SharedClock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let mode = ModeSim::new(ModeSimConfig {
+        users: 30,
+        clock: clock.clone(),
+        ..ModeSimConfig::default()
+    })
+    .unwrap()
+    .start(loopback)
+    .await
+    .unwrap();
+    let mut metabase_config = MetabaseSimConfig {
+        users: 30,
+        clock: clock.clone(),
+        ..MetabaseSimConfig::default()
+    };
+    if let Some(age) = options.metabase_session_max_age {
+        metabase_config.session_max_age = age;
+    }
+    let metabase = MetabaseSim::new(metabase_config)
+        .unwrap()
+        .start(loopback)
+        .await
+        .unwrap();
+
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("rollcall.db").display());
     let sqlite = rollcall_store::SqliteStore::open(&url).await.unwrap();
     sqlite.migrate().await.unwrap();
     let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-    let clock: SharedClock = Arc::new(SystemClock);
-    let app = Application::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        AppState {
-            store: store.clone(),
-            clock: clock.clone(),
-        },
-    )
-    .await
-    .unwrap();
+    let key_file = dir.path().join("rollcall.master.key");
+    let (vault, _) = Vault::load_or_create_file(&key_file).unwrap();
+    let settings = Settings {
+        database_url: url,
+        ..options.settings.unwrap_or_default()
+    };
+    let state = AppState::new(store.clone(), clock.clone(), settings, vault).unwrap();
+    let app = Application::bind(loopback, state.clone()).await.unwrap();
     let base_url = format!("http://{}", app.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until(async move {
         let _ = rx.await;
     }));
+
+    let issue = |tenant: &'static str| {
+        let store = store.clone();
+        let clock = clock.clone();
+        async move {
+            let issued = keys::issue(
+                store.as_ref(),
+                clock.as_ref(),
+                &TenantName::parse(tenant).unwrap(),
+                "test",
+            )
+            .await
+            .unwrap();
+            issued.key.expose_secret().to_owned()
+        }
+    };
+    let key = issue("acme").await;
+    let globex_key = issue("globex").await;
     TestApp {
         client: Client::new(&base_url),
+        acme: Client::new(&base_url).with_api_key(&key),
+        globex: Client::new(&base_url).with_api_key(&globex_key),
+        globex_key,
+        key,
         base_url,
         store,
         sqlite,
+        state,
         clock,
+        mode,
+        metabase,
         dir,
+        key_file,
         _shutdown: tx,
+    }
+}
+
+impl TestApp {
+    pub fn mode_link_body(&self) -> Value {
+        let f = self.mode.fixtures();
+        json!({
+            "provider": "mode",
+            "label": "Acme Mode",
+            "config": { "base_url": self.mode.base_url(), "workspace": f.workspace },
+            "credentials": { "token": f.admin.token, "secret": f.admin.secret },
+        })
+    }
+
+    pub fn metabase_password_body(&self) -> Value {
+        let f = self.metabase.fixtures();
+        json!({
+            "provider": "metabase",
+            "config": { "base_url": self.metabase.base_url() },
+            "credentials": { "username": f.admin_email, "password": f.admin_password },
+        })
+    }
+
+    pub fn metabase_api_key_body(&self, api_key: &str) -> Value {
+        json!({
+            "provider": "metabase",
+            "config": { "base_url": self.metabase.base_url() },
+            "credentials": { "api_key": api_key },
+        })
+    }
+
+    pub fn globex_key(&self) -> &str {
+        &self.globex_key
+    }
+
+    /// A raw request through the proxy with tenant acme's key.
+    pub fn proxy(
+        &self,
+        method: reqwest::Method,
+        account: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, format!("{}/proxy/{account}{path}", self.base_url))
+            .bearer_auth(&self.key)
+    }
+
+    /// A vendor-side event count (`login`, `login_ok`, ...) from the Metabase simulator.
+    pub fn metabase_event(&self, event: &str) -> u64 {
+        self.metabase.control().counters.event(event)
     }
 }
 
@@ -57,4 +220,9 @@ pub fn rollcall_bin() -> std::process::Command {
         cmd.env_remove(name);
     }
     cmd
+}
+
+/// A vault on an existing key file, as a second process (the CLI) sees it.
+pub fn vault_on(path: &std::path::Path) -> Vault {
+    Vault::load(KeySource::File(path.to_path_buf())).unwrap()
 }

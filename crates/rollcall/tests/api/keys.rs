@@ -9,24 +9,42 @@ use crate::helpers::spawn_app;
 async fn issued_keys_verify_and_tampered_ones_do_not() {
     let app = spawn_app().await;
     let acme = TenantName::parse("acme").unwrap();
-    let issued = keys::issue(app.store.as_ref(), &SystemClock, &acme, "test").await.unwrap();
+    let issued = keys::issue(app.store.as_ref(), &SystemClock, &acme, "test")
+        .await
+        .unwrap();
     let key = issued.key.expose_secret().to_owned();
     assert!(key.starts_with(&format!("rk_{}_", issued.id)), "{key}");
 
-    let verified = keys::verify(app.store.as_ref(), &issued.key).await.unwrap().unwrap();
+    let verified = keys::verify(app.store.as_ref(), &issued.key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(verified.tenant_id, issued.tenant.id);
     assert_eq!(verified.key_id, issued.id);
 
     let mut tampered = key.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    for bad in [tampered.as_str(), "rk_nope", "", "Bearer x", &key[..key.len() - 1]] {
+    for bad in [
+        tampered.as_str(),
+        "rk_nope",
+        "",
+        "Bearer x",
+        &key[..key.len() - 1],
+    ] {
         let bad = SecretString::from(bad.to_owned());
-        assert!(keys::verify(app.store.as_ref(), &bad).await.unwrap().is_none());
+        assert!(
+            keys::verify(app.store.as_ref(), &bad)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 
     // A second key for the same tenant reuses the tenant.
-    let again = keys::issue(app.store.as_ref(), &SystemClock, &acme, "other").await.unwrap();
+    let again = keys::issue(app.store.as_ref(), &SystemClock, &acme, "other")
+        .await
+        .unwrap();
     assert_eq!(again.tenant.id, issued.tenant.id);
     assert_ne!(again.id, issued.id);
 }
@@ -35,7 +53,9 @@ async fn issued_keys_verify_and_tampered_ones_do_not() {
 async fn only_a_hash_of_the_secret_is_stored() {
     let app = spawn_app().await;
     let acme = TenantName::parse("acme").unwrap();
-    let issued = keys::issue(app.store.as_ref(), &SystemClock, &acme, "test").await.unwrap();
+    let issued = keys::issue(app.store.as_ref(), &SystemClock, &acme, "test")
+        .await
+        .unwrap();
     let key = issued.key.expose_secret();
     let secret = key.rsplit_once('_').unwrap().1;
     // Checkpoint the WAL so the main database file holds everything.
@@ -46,6 +66,9 @@ async fn only_a_hash_of_the_secret_is_stored() {
     for file in ["rollcall.db", "rollcall.db-wal"] {
         let bytes = std::fs::read(app.dir.path().join(file)).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains(secret), "{file} holds the key secret in clear");
+        assert!(
+            !text.contains(secret),
+            "{file} holds the key secret in clear"
+        );
     }
 }

@@ -2,7 +2,13 @@
 //! real application (in-process on a random port, or the real `rollcall`
 //! executable) against a fresh SQLite store and in-process simulators.
 
+mod accounts;
 mod cli;
 mod health;
 mod helpers;
 mod keys;
+mod link_page;
+mod proxy;
+mod rotation;
+mod secrets;
+mod sessions;
