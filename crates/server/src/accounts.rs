@@ -504,8 +504,8 @@ async fn update(
     let new_credentials = credentials_patch
         .map(|c| Credentials::parse(row.provider, c).map_err(ApiError::invalid_request))
         .transpose()?;
-    let vendor_facing_change =
-        new_credentials.is_some() || row.config_json != config.to_json().to_string();
+    let vendor_facing_change = new_credentials.is_some()
+        || serde_json::from_str::<Value>(&row.config_json).ok() != Some(config.to_json());
     let reenabling =
         status_patch == Some(AccountStatus::Active) && before.status != AccountStatus::Active;
 

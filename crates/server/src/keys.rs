@@ -107,8 +107,10 @@ pub async fn verify(
         return Ok(None);
     };
     let matches: bool = digest(secret).ct_eq(&row.secret_sha256).into();
-    Ok((matches && row.revoked_at.is_none()).then(|| VerifiedKey {
-        key_id: row.id,
-        tenant_id: row.tenant_id,
-    }))
+    Ok(
+        (matches && row.revoked_at.is_none()).then_some(VerifiedKey {
+            key_id: row.id,
+            tenant_id: row.tenant_id,
+        }),
+    )
 }

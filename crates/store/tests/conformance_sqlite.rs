@@ -1,6 +1,8 @@
 //! The conformance suite on the embedded SQLite store, each case in its own
 //! fresh database file.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use rollcall_store::{SqliteStore, Store};
 
 async fn fresh_sqlite() -> (SqliteStore, tempfile::TempDir) {

@@ -2,6 +2,9 @@
 //! real application (in-process on a random port, or the real `rollcall`
 //! executable) against a fresh SQLite store and in-process simulators.
 
+// Helpers here are test code too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod accounts;
 mod cli;
 mod health;
