@@ -162,6 +162,37 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
     assert!(key.starts_with("rk_key"));
     let health = reqwest::blocking::get(format!("{api}/readyz")).unwrap();
     assert_eq!(health.status(), 200);
+    // Its Mode and Metabase accounts were linked through the API.
+    let accounts: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{api}/integrated-accounts"))
+        .bearer_auth(&key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let providers: Vec<&str> = accounts["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers.len(), 2);
+    assert!(providers.contains(&"mode") && providers.contains(&"metabase"));
+    let metabase = accounts["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["provider"] == "metabase")
+        .unwrap();
+    let users = reqwest::blocking::Client::new()
+        .get(format!(
+            "{api}/proxy/{}/api/user?limit=3",
+            metabase["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .send()
+        .unwrap();
+    assert_eq!(users.status(), 200);
 
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

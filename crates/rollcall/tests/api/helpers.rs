@@ -194,14 +194,18 @@ impl TestApp {
         &self.globex_key
     }
 
-    /// A raw request through the proxy with tenant acme's key.
+    /// A raw request through the proxy with tenant acme's key. The client
+    /// never follows redirects itself, so tests see what the proxy answered.
     pub fn proxy(
         &self,
         method: reqwest::Method,
         account: &str,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
             .request(method, format!("{}/proxy/{account}{path}", self.base_url))
             .bearer_auth(&self.key)
     }

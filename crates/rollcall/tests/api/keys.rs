@@ -57,7 +57,9 @@ async fn only_a_hash_of_the_secret_is_stored() {
         .await
         .unwrap();
     let key = issued.key.expose_secret();
-    let secret = key.rsplit_once('_').unwrap().1;
+    // rk_<id>_<secret>, where the secret itself may contain `_`.
+    let secret = key.strip_prefix(&format!("rk_{}_", issued.id)).unwrap();
+    assert_eq!(secret.len(), 43, "32 random bytes, base64url");
     // Checkpoint the WAL so the main database file holds everything.
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
         .execute(app.sqlite.pool())

@@ -404,3 +404,145 @@ async fn raw_get(base_url: &str, path: &str, key: &str) -> (u16, String) {
     let head = answer.split("\r\n\r\n").next().unwrap().to_owned();
     (status, head)
 }
+
+#[tokio::test]
+async fn slow_vendors_are_cut_off_at_the_configured_timeout() {
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        settings: Some(rollcall_server::Settings {
+            vendor_timeout_secs: 1,
+            ..rollcall_server::Settings::default()
+        }),
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    let mb = app
+        .acme
+        .create_account(&app.metabase_password_body())
+        .await
+        .unwrap();
+    let fault = reqwest::Client::new()
+        .post(format!("{}/_sim/faults", app.metabase.base_url()))
+        .json(&json!({"spec": "latency=3000@next=1@/api/user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fault.status(), 201);
+    let started = std::time::Instant::now();
+    let response = app
+        .proxy(Method::GET, &mb.id, "/api/user?limit=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["x-rollcall-error"], "1");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2_900),
+        "gave up before the vendor answered"
+    );
+}
+
+/// A vendor that redirects: `/same` to a path on itself, `/away` to another
+/// origin (which counts any request it gets).
+async fn redirecting_vendor() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::get;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    let hits = elsewhere_hits.clone();
+    let elsewhere = axum::Router::new().fallback(move || {
+        hits.fetch_add(1, Ordering::SeqCst);
+        async { "stolen" }
+    });
+    let elsewhere_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_addr = elsewhere_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(elsewhere_listener, elsewhere).await });
+
+    let away = format!("http://localhost:{}/collect", elsewhere_addr.port());
+    let vendor = axum::Router::new()
+        .route(
+            "/same",
+            get(|| async { axum::response::Redirect::temporary("/final") }),
+        )
+        .route("/final", get(|| async { "arrived" }))
+        .route(
+            "/away",
+            get(move || async move { axum::response::Redirect::temporary(&away) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, vendor).await });
+    (format!("http://{addr}"), elsewhere_hits)
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_within_the_vendors_origin() {
+    use rollcall_connectors::{AccountConfig, Credentials};
+    use rollcall_core::id::AccountId;
+    use rollcall_store::{AccountRow, AccountStatus};
+
+    let app = spawn_app().await;
+    let (vendor, elsewhere_hits) = redirecting_vendor().await;
+    // Stored directly: this vendor cannot pass a credential check.
+    let tenant = app.store.tenant_by_name("acme").await.unwrap().unwrap();
+    let id = AccountId::generate();
+    let credentials = Credentials::parse(
+        rollcall_core::Provider::Metabase,
+        json!({"api_key":"mb_redirect_test"}),
+    )
+    .unwrap();
+    let aad = format!("rollcall/v1/{}/{id}/credentials", tenant.id);
+    let (key_id, sealed) = app
+        .state
+        .vault
+        .seal(&credentials.to_sealable(), aad.as_bytes())
+        .unwrap();
+    let config = AccountConfig::parse(
+        rollcall_core::Provider::Metabase,
+        json!({"base_url": vendor}),
+    )
+    .unwrap();
+    app.store
+        .insert_account(&AccountRow {
+            id: id.clone(),
+            tenant_id: tenant.id.clone(),
+            provider: rollcall_core::Provider::Metabase,
+            label: "redirector".into(),
+            tenant_ref: None,
+            config_json: config.to_json().to_string(),
+            credentials_key_id: key_id.to_string(),
+            credentials_sealed: sealed,
+            status: AccountStatus::Active,
+            status_detail: None,
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+
+    let same = app
+        .proxy(Method::GET, id.as_str(), "/same")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (same.status().as_u16(), same.text().await.unwrap().as_str()),
+        (200, "arrived")
+    );
+
+    let away = app
+        .proxy(Method::GET, id.as_str(), "/away")
+        .send()
+        .await
+        .unwrap();
+    let away_status = away.status();
+    let away_body = away.text().await.unwrap();
+    assert_eq!(
+        away_status, 307,
+        "the redirect is handed back, not followed: {away_body}"
+    );
+    assert_eq!(
+        elsewhere_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "credentials never left the origin"
+    );
+}
