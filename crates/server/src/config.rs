@@ -303,6 +303,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rollcall.toml");
+        std::fs::write(&file, include_str!("../../../rollcall.example.toml")).unwrap();
+        let s = Settings::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(s.vendor_timeout_secs, Settings::default().vendor_timeout_secs);
+        assert_eq!(s.listen, Settings::default().listen);
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rollcall.toml");
