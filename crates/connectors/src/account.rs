@@ -28,12 +28,68 @@ pub struct VendorRequest {
 
 impl VendorRequest {
     pub fn get(path_and_query: impl Into<String>) -> Self {
+        Self::without_body(Method::GET, path_and_query)
+    }
+
+    pub fn without_body(method: Method, path_and_query: impl Into<String>) -> Self {
         Self {
-            method: Method::GET,
+            method,
             path_and_query: path_and_query.into(),
             headers: HeaderMap::new(),
             body: VendorBody::Empty,
         }
+    }
+
+    /// A request with a JSON body (held in memory, so it can be replayed).
+    pub fn json(
+        method: Method,
+        path_and_query: impl Into<String>,
+        body: &serde_json::Value,
+    ) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Self {
+            method,
+            path_and_query: path_and_query.into(),
+            headers,
+            body: VendorBody::Bytes(Bytes::from(serde_json::to_vec(body).unwrap_or_default())),
+        }
+    }
+}
+
+/// A whole vendor answer, read into memory.
+#[derive(Debug, Clone)]
+pub struct VendorAnswer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl VendorAnswer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn remote(&self) -> Remote {
+        Remote::from_bytes(self.status, &self.body)
+    }
+
+    /// The body as `T`; a body that does not parse is a `BadResponse`
+    /// naming the vendor status, never a panic.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConnectorError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ConnectorError::BadResponse(format!(
+                "HTTP {} answer is not the expected JSON: {e}",
+                self.status
+            ))
+        })
+    }
+
+    /// The body as text (Metabase's plain-text errors).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
@@ -197,6 +253,20 @@ impl LinkedAccount {
                 ConnectorError::Request("session credentials without a session cell".into()),
             ),
         }
+    }
+
+    /// Sends `request` and reads the whole answer. A 401 (after any
+    /// re-login) means the vendor refused the stored credentials and is an
+    /// `AuthRejected` error; every other status is the caller's to interpret.
+    pub async fn exchange(&self, request: VendorRequest) -> Result<VendorAnswer, ConnectorError> {
+        let response = self.send(request).await?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await?;
+        let answer = VendorAnswer { status, body };
+        if status == 401 {
+            return Err(ConnectorError::AuthRejected(answer.remote()));
+        }
+        Ok(answer)
     }
 
     /// Checks the credentials against the vendor with a call every credential

@@ -6,12 +6,17 @@
 pub mod account;
 pub mod config;
 pub mod credentials;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod metabase;
 
-pub use account::{LinkedAccount, SessionRegistry, VendorBody, VendorRequest};
+pub use account::{LinkedAccount, SessionRegistry, VendorAnswer, VendorBody, VendorRequest};
 pub use config::{AccountConfig, BaseUrl, MetabaseConfig, ModeConfig};
 pub use credentials::{Credentials, MetabaseCredentials, ModeCredentials};
+pub use directory::{
+    Added, Directory, DirectoryError, GroupPatch, MembershipQuery, NewGroup, NewUser, Page,
+    PageRequest, UserPatch, UserQuery,
+};
 pub use error::{ConnectorError, Remote};
 pub use http::VendorHttp;

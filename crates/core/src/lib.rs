@@ -5,6 +5,7 @@ pub mod clock;
 pub mod error;
 pub mod id;
 pub mod provider;
+pub mod unified;
 
 pub use clock::{Clock, MockClock, SharedClock, SystemClock};
 pub use error::ErrorCode;
