@@ -21,33 +21,42 @@ pub const ADMINS: u32 = 2;
 /// Metabase's internal user (v50+): exists, never listed, never modifiable.
 pub const INTERNAL_USER_ID: u32 = 13_371_338;
 
-/// FNV-1a: a fast, fixed hash for the big in-memory maps (and the cheap
-/// password "hash"; this is a simulator).
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
+/// An Fx-style hash taking eight bytes at a time: fast even unoptimized,
+/// for the big in-memory maps (and the cheap password "hash"; this is a
+/// simulator). No DoS resistance needed here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastHash(u64);
 
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
+impl FastHash {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
 }
 
-impl Hasher for Fnv {
+impl Hasher for FastHash {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
         }
     }
 }
 
-pub type FnvBuild = BuildHasherDefault<Fnv>;
+pub type FnvBuild = BuildHasherDefault<FastHash>;
 
 pub fn hash_password(password: &str) -> u64 {
-    let mut h = Fnv::default();
+    let mut h = FastHash::default();
     h.write(b"rollcall-sim-metabase:");
     h.write(password.as_bytes());
     h.finish()
@@ -136,7 +145,6 @@ pub struct User {
     pub locale: Option<Box<str>>,
     pub login_attributes: Option<Box<Map<String, Value>>>,
     pub personal_collection_id: Option<u32>,
-    pub entity_id: [u8; 21],
     /// `(group_id, membership_id)` in the order the memberships were made.
     pub groups: Vec<(u32, u32)>,
 }
@@ -212,6 +220,25 @@ pub struct ScimState {
     pub created_at: i64,
     pub updated_at: i64,
     pub enabled: bool,
+}
+
+/// A user row as stored: names interned, email lower-cased, password hashed.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub email: Arc<str>,
+    pub first_name: Option<Arc<str>>,
+    pub last_name: Option<Arc<str>>,
+    pub password: u64,
+    pub kind: UserKind,
+    pub is_active: bool,
+    pub is_qbnewb: bool,
+    pub sso_source: Option<Sso>,
+    pub locale: Option<Box<str>>,
+    pub login_attributes: Option<Box<Map<String, Value>>>,
+    pub date_joined: i64,
+    pub last_login: Option<i64>,
+    pub first_login: Option<i64>,
+    pub updated_at: i64,
 }
 
 /// What creating a user needs; the rest gets Metabase's defaults.
@@ -353,7 +380,6 @@ impl Db {
             locale: None,
             login_attributes: None,
             personal_collection_id: None,
-            entity_id: entity_id(seed, 1, u64::from(INTERNAL_USER_ID)),
             groups: Vec::new(),
         };
         Self {
@@ -465,43 +491,69 @@ impl Db {
 
     /// Appends a user row without memberships or indexes; seeding and
     /// [`Db::create_user`] finish the job.
-    pub fn push_user_row(&mut self, new: NewUser, now: i64) -> u32 {
+    pub fn push_row(&mut self, row: Row) -> u32 {
         let id = u32::try_from(self.users.len() + 1).unwrap_or(u32::MAX);
-        let email: Arc<str> = Arc::from(new.email.to_lowercase());
-        let first_name = new.first_name.map(|n| self.intern(&n));
-        let last_name = new.last_name.map(|n| self.intern(&n));
-        let personal_collection_id = (new.kind == UserKind::Personal).then(|| {
+        let personal_collection_id = (row.kind == UserKind::Personal).then(|| {
             let c = self.next_collection_id;
             self.next_collection_id += 1;
             c
         });
-        let eid = entity_id(self.seed, 1, u64::from(id));
+        self.emails.insert(row.email.clone(), id);
         self.users.push(User {
             id,
-            email: email.clone(),
-            first_name,
-            last_name,
+            email: row.email,
+            first_name: row.first_name,
+            last_name: row.last_name,
+            password: row.password,
+            date_joined: row.date_joined,
+            last_login: row.last_login,
+            first_login: row.first_login,
+            updated_at: row.updated_at,
+            is_superuser: false,
+            is_qbnewb: row.is_qbnewb,
+            is_active: row.is_active,
+            kind: row.kind,
+            sso_source: row.sso_source,
+            locale: row.locale,
+            login_attributes: row.login_attributes,
+            personal_collection_id,
+            groups: Vec::with_capacity(2),
+        });
+        if let Some(index) = self.entity_index.as_mut() {
+            index.insert(entity_id(self.seed, 1, u64::from(id)), id);
+        }
+        id
+    }
+
+    pub fn push_user_row(&mut self, new: NewUser, now: i64) -> u32 {
+        let row = Row {
+            email: Arc::from(new.email.to_lowercase()),
+            first_name: new.first_name.map(|n| self.intern(&n)),
+            last_name: new.last_name.map(|n| self.intern(&n)),
             password: hash_password(&new.password),
+            kind: new.kind,
+            is_active: new.is_active,
+            is_qbnewb: true,
+            sso_source: new.sso_source,
+            locale: new.locale.map(String::into_boxed_str),
+            login_attributes: new.login_attributes.map(Box::new),
             date_joined: now,
             last_login: None,
             first_login: None,
             updated_at: now,
-            is_superuser: false,
-            is_qbnewb: true,
-            is_active: new.is_active,
-            kind: new.kind,
-            sso_source: new.sso_source,
-            locale: new.locale.map(String::into_boxed_str),
-            login_attributes: new.login_attributes.map(Box::new),
-            personal_collection_id,
-            entity_id: eid,
-            groups: Vec::with_capacity(2),
-        });
-        self.emails.insert(email, id);
-        if let Some(index) = self.entity_index.as_mut() {
-            index.insert(eid, id);
-        }
-        id
+        };
+        self.push_row(row)
+    }
+
+    /// The SCIM id (`entity_id`) of a user: derived, so not stored.
+    pub fn user_eid(&self, id: u32) -> String {
+        eid_str(&entity_id(self.seed, 1, u64::from(id))).to_owned()
+    }
+
+    pub fn reserve_users(&mut self, n: usize) {
+        self.users.reserve(n);
+        self.emails.reserve(n);
+        self.memberships.reserve(n * 2);
     }
 
     /// Inserts a user the way the User model does: lower-cased email, a
@@ -513,12 +565,43 @@ impl Db {
         id
     }
 
-    /// Seeding: memberships are appended in bulk and the order built once.
+    /// Seeding: memberships are appended without touching the groups'
+    /// member maps; [`Db::finish_seeding`] builds those (and the order) once.
     pub fn seed_membership(&mut self, user_id: u32, group_id: u32) {
-        self.insert_membership(user_id, group_id, 0);
+        let mid = u32::try_from(self.memberships.len() + 1).unwrap_or(u32::MAX);
+        self.memberships
+            .push(Some(Membership { group_id, user_id }));
+        let mut active = false;
+        if let Some(user) = self.users.get_mut(idx(user_id)) {
+            user.groups.push((group_id, mid));
+            active = user.is_active;
+            if group_id == ADMINS {
+                user.is_superuser = true;
+            }
+        }
+        if active && let Some(group) = self.groups.get_mut(&group_id) {
+            group.active_count += 1;
+        }
     }
 
-    pub fn rebuild_indexes(&mut self, sorted_personal: Vec<u32>) {
+    /// Ends seeding: the list order from ids already sorted, and every
+    /// group's member map in one pass over the users.
+    pub fn finish_seeding(&mut self, sorted_personal: Vec<u32>) {
+        let mut per_group: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+        for user in &self.users {
+            for &(g, mid) in &user.groups {
+                per_group.entry(g).or_default().push((user.id, mid));
+            }
+        }
+        for (g, members) in per_group {
+            if let Some(group) = self.groups.get_mut(&g) {
+                group.members = members.into_iter().collect();
+            }
+        }
+        self.rebuild_indexes(sorted_personal);
+    }
+
+    fn rebuild_indexes(&mut self, sorted_personal: Vec<u32>) {
         let (active, inactive): (Vec<u32>, Vec<u32>) = sorted_personal
             .iter()
             .partition(|&&id| self.users.get(idx(id)).is_some_and(|u| u.is_active));
@@ -647,9 +730,7 @@ impl Db {
             active = user.is_active;
             if group_id == ADMINS {
                 user.is_superuser = true;
-                if now > 0 {
-                    user.updated_at = now;
-                }
+                user.updated_at = now;
             }
         }
         if let Some(group) = self.groups.get_mut(&group_id) {
@@ -938,15 +1019,17 @@ impl Db {
         self.sessions.retain(|_, s| s.user_id != user_id);
     }
 
-    pub fn expire_all_sessions(&mut self) -> usize {
-        let mut n = 0;
+    /// Marks every session expired; returns how many were still live.
+    pub fn expire_all_sessions(&mut self, now: i64, max_age_ms: i64) -> usize {
+        let live = self
+            .sessions
+            .keys()
+            .filter(|t| self.session_user(t, now, max_age_ms).is_some())
+            .count();
         for s in self.sessions.values_mut() {
-            if !s.expired {
-                s.expired = true;
-                n += 1;
-            }
+            s.expired = true;
         }
-        n
+        live
     }
 
     pub fn live_sessions_of(&self, user_id: u32, now: i64, max_age_ms: i64) -> usize {
@@ -1085,7 +1168,7 @@ impl Db {
             let mut index =
                 HashMap::with_capacity_and_hasher(self.users.len(), FnvBuild::default());
             for u in &self.users {
-                index.insert(u.entity_id, u.id);
+                index.insert(entity_id(self.seed, 1, u64::from(u.id)), u.id);
             }
             self.entity_index = Some(index);
         }

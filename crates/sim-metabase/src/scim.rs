@@ -11,7 +11,7 @@ use rollcall_core::clock::rfc3339_from_millis;
 use serde_json::{Map, Value, json};
 
 use crate::app::{Shared, header_str};
-use crate::db::{ADMINS, ALL_USERS, Db, NewUser, Sso, User, UserKind, eid_str, mask_key};
+use crate::db::{ADMINS, ALL_USERS, Db, NewUser, Sso, User, UserKind, mask_key};
 use crate::http::{
     ApiError, ApiResult, GROUP_NAME_TAKEN, Kind, Presence, QueryParams, Validator, edn,
     normalize_locale, ok_json, parse_body, scim_response,
@@ -75,7 +75,7 @@ fn user_resource(db: &Db, user: &User, base: &str, with_groups: bool) -> Value {
         .collect();
     json!({
         "schemas": [USER_SCHEMA],
-        "id": eid_str(&user.entity_id),
+        "id": db.user_eid(user.id),
         "userName": &*user.email,
         "name": { "givenName": user.first_name.as_deref(), "familyName": user.last_name.as_deref() },
         "emails": [{ "value": &*user.email, "type": "work", "primary": true }],
@@ -90,12 +90,12 @@ fn group_resource(db: &Db, group_id: u32, base: &str, with_members: bool) -> Val
     let Some(group) = db.groups.get(&group_id) else {
         return Value::Null;
     };
-    let mut members: Vec<(&str, &str)> = if with_members {
+    let mut members: Vec<(String, &str)> = if with_members {
         group
             .members
             .keys()
             .filter_map(|u| db.user(*u))
-            .map(|u| (eid_str(&u.entity_id), &*u.email))
+            .map(|u| (db.user_eid(u.id), &*u.email))
             .collect()
     } else {
         Vec::new()

@@ -46,7 +46,10 @@ async fn sessions(State(c): State<Ctl>) -> Response {
 }
 
 async fn expire(State(c): State<Ctl>) -> Response {
-    let n = c.app.db().expire_all_sessions();
+    let n = c
+        .app
+        .db()
+        .expire_all_sessions(c.app.now(), c.app.max_age_ms);
     ok_json(&json!({ "expired": n }))
 }
 
