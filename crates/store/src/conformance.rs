@@ -6,8 +6,8 @@ use rollcall_core::Provider;
 use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
 use crate::{
-    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, LinkTokenRow,
-    Store, StoreError, TenantRow,
+    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, IdempotencyClaim,
+    LinkTokenRow, Store, StoreError, TenantRow,
 };
 
 fn tenant(name: &str) -> TenantRow {
@@ -354,6 +354,63 @@ pub async fn link_tokens_are_spent_once_with_the_account(store: &dyn Store) {
     );
 }
 
+pub async fn idempotency_keys_claim_replay_and_expire(store: &dyn Store) {
+    let (a, b) = two_tenants(store).await;
+    let claim = |tenant: TenantId, hash: [u8; 32], now: i64| async move {
+        store
+            .claim_idempotency_key(&tenant, "k-1", &hash, now, now - 1_000)
+            .await
+            .expect("claim")
+    };
+    assert_eq!(
+        claim(a.clone(), [1; 32], 100).await,
+        IdempotencyClaim::Claimed
+    );
+    assert_eq!(
+        claim(a.clone(), [1; 32], 101).await,
+        IdempotencyClaim::InProgress
+    );
+    assert_eq!(
+        claim(a.clone(), [2; 32], 101).await,
+        IdempotencyClaim::Mismatch
+    );
+    assert_eq!(
+        claim(b.clone(), [2; 32], 101).await,
+        IdempotencyClaim::Claimed,
+        "keys are per tenant"
+    );
+    store
+        .finish_idempotency_key(&a, "k-1", 201, b"{\"id\":1}")
+        .await
+        .expect("finish");
+    assert_eq!(
+        claim(a.clone(), [1; 32], 102).await,
+        IdempotencyClaim::Replay {
+            status: 201,
+            body: b"{\"id\":1}".to_vec()
+        }
+    );
+    // Abandoning only releases pending keys.
+    store
+        .abandon_idempotency_key(&a, "k-1")
+        .await
+        .expect("abandon");
+    assert!(matches!(
+        claim(a.clone(), [1; 32], 103).await,
+        IdempotencyClaim::Replay { .. }
+    ));
+    store
+        .abandon_idempotency_key(&b, "k-1")
+        .await
+        .expect("abandon");
+    assert_eq!(
+        claim(b.clone(), [3; 32], 104).await,
+        IdempotencyClaim::Claimed
+    );
+    // Old keys are forgotten.
+    assert_eq!(claim(a, [9; 32], 5_000).await, IdempotencyClaim::Claimed);
+}
+
 /// Instantiates every conformance case as a `#[tokio::test]` against a
 /// backend. `$make` is an async expression giving a fresh, migrated store
 /// behind something that derefs to it (so it can own its temp files).
@@ -371,6 +428,7 @@ macro_rules! store_conformance_suite {
             resealing_is_compare_and_set,
             audit_rows_append_and_read_newest_first,
             link_tokens_are_spent_once_with_the_account,
+            idempotency_keys_claim_replay_and_expire,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
 pub use rows::{
-    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, LinkTokenRow,
-    SealedCredential, TenantRow,
+    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, IdempotencyClaim,
+    LinkTokenRow, SealedCredential, TenantRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -119,6 +119,28 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn insert_link_token(&self, token: &LinkTokenRow) -> Result<(), StoreError>;
     async fn link_token(&self, token_sha256: &[u8; 32])
     -> Result<Option<LinkTokenRow>, StoreError>;
+    /// Claims `key` for a request (by hash), or finds its earlier answer.
+    /// Keys older than `expired_before` are forgotten first.
+    async fn claim_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        request_hash: &[u8; 32],
+        now: i64,
+        expired_before: i64,
+    ) -> Result<IdempotencyClaim, StoreError>;
+    /// Stores the answer to replay for a claimed key.
+    async fn finish_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Releases a claimed key whose request should be retried (a 5xx, a 429).
+    async fn abandon_idempotency_key(&self, tenant: &TenantId, key: &str)
+    -> Result<(), StoreError>;
+
     /// Creates `account` and spends the link token in one transaction; false
     /// (and nothing written) if the token is unknown, used or expired.
     async fn insert_account_via_link(

@@ -172,3 +172,16 @@ impl std::fmt::Debug for LinkTokenRow {
             .finish_non_exhaustive()
     }
 }
+
+/// What a new request with an `Idempotency-Key` finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// First use: run the request, then `finish` (or `abandon`) the key.
+    Claimed,
+    /// Already answered: replay this.
+    Replay { status: u16, body: Vec<u8> },
+    /// The first request with this key is still running.
+    InProgress,
+    /// The key was used with a different request.
+    Mismatch,
+}

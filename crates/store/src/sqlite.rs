@@ -11,7 +11,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{
     AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, Backend,
-    LinkTokenRow, SealedCredential, Store, StoreError, TenantRow,
+    IdempotencyClaim, LinkTokenRow, SealedCredential, Store, StoreError, TenantRow,
 };
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -494,5 +494,100 @@ impl Store for SqliteStore {
         insert_account_in(&mut *tx, account).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        request_hash: &[u8; 32],
+        now: i64,
+        expired_before: i64,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ? AND created_at < ?",
+        )
+        .bind(tenant.as_str())
+        .bind(key)
+        .bind(expired_before)
+        .execute(&mut *tx)
+        .await?;
+        let existing = sqlx::query(
+            "SELECT request_hash, state, status, body FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+        )
+        .bind(tenant.as_str())
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let claim = match existing {
+            Some(row) => {
+                let hash: Vec<u8> = row.try_get("request_hash")?;
+                let state: String = row.try_get("state")?;
+                if hash.as_slice() != request_hash.as_slice() {
+                    IdempotencyClaim::Mismatch
+                } else if state == "pending" {
+                    IdempotencyClaim::InProgress
+                } else {
+                    let status: i64 = row.try_get("status")?;
+                    IdempotencyClaim::Replay {
+                        status: u16::try_from(status)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        body: row
+                            .try_get::<Option<Vec<u8>>, _>("body")?
+                            .unwrap_or_default(),
+                    }
+                }
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, state, created_at) \
+                     VALUES (?, ?, ?, 'pending', ?)",
+                )
+                .bind(tenant.as_str())
+                .bind(key)
+                .bind(request_hash.as_slice())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                IdempotencyClaim::Claimed
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn finish_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE idempotency_keys SET state = 'done', status = ?, body = ? WHERE tenant_id = ? AND key = ?",
+        )
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(tenant.as_str())
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn abandon_idempotency_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ? AND state = 'pending'",
+        )
+        .bind(tenant.as_str())
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
