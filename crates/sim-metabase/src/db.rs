@@ -183,7 +183,8 @@ pub struct Group {
     pub magic: Option<&'static str>,
     /// user id → membership id.
     pub members: BTreeMap<u32, u32>,
-    /// Memberships of active users (`member_count`).
+    /// Memberships of active users (`member_count`). API-key users count:
+    /// the query has no user-type filter (spec §1.4 [inference]).
     pub active_count: usize,
 }
 
@@ -968,6 +969,7 @@ impl Db {
     /// `remove-all-users-from-group!` (the Admin group is refused by the caller).
     pub fn clear_group(&mut self, id: u32, now: i64) -> Result<(), ApiError> {
         let group = self.groups.get(&id).ok_or_else(ApiError::not_found)?;
+        // The membership hook's text for All Users (spec §3.5 [inference]).
         if id == ALL_USERS {
             return Err(ApiError::all_users_fixed());
         }

@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use crate::app::Shared;
 use crate::db::{ADMINS, Db};
+use crate::http::RawPath;
 use crate::http::{
     ApiError, ApiResult, GROUP_MANAGER_402, INVALID_REQUEST, JSON, Kind, Paging, Presence,
     QueryParams, Validator, edn_str, exception_map, no_content, ok_json, parse_body, route_id,
@@ -76,14 +77,10 @@ pub async fn list(
     Ok(ok_json(&out))
 }
 
-pub async fn get_one(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn get_one(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }
@@ -109,7 +106,7 @@ fn name_field(body: &serde_json::Map<String, Value>, create: bool) -> Result<Str
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let name = name_field(&body, true)?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
@@ -135,13 +132,13 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
 pub async fn update(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "group-id")?;
-    let body = parse_body(&body)?;
+    let id = route_id(raw.get(0), "group-id")?;
+    let body = parse_body(&headers, &body)?;
     let name = name_field(&body, false)?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
@@ -151,14 +148,10 @@ pub async fn update(
     Ok(ok_json(&group_row(group)))
 }
 
-pub async fn delete(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn delete(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "group-id")?;
+    let id = route_id(raw.get(0), "group-id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }
@@ -215,7 +208,7 @@ pub async fn memberships(State(app): State<App>, headers: HeaderMap) -> ApiResul
 pub async fn add_member(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     let group_id = v
         .field(&body, "group_id", Kind::PositiveInt, Presence::Required)
@@ -246,27 +239,23 @@ pub async fn add_member(State(app): State<App>, headers: HeaderMap, body: Bytes)
 pub async fn update_membership(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let db = app.db();
     app.authenticate(&db, &headers)?;
-    route_id(&raw, "id")?;
-    let body = parse_body(&body)?;
+    route_id(raw.get(0), "id")?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     v.field(&body, "is_group_manager", Kind::Boolean, Presence::Required);
     v.finish()?;
     Err(group_manager_402())
 }
 
-pub async fn remove_member(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn remove_member(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     // The membership is looked up before the manager check.
     db.membership(id).ok_or_else(ApiError::not_found)?;
     if !caller.superuser {
@@ -276,14 +265,10 @@ pub async fn remove_member(
     Ok(no_content())
 }
 
-pub async fn clear(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn clear(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "group-id")?;
+    let id = route_id(raw.get(0), "group-id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }

@@ -5,7 +5,9 @@
 //! rejection text.
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -77,6 +79,7 @@ impl ApiError {
     }
     /// A SCIM `throw-scim-error`: its ex-data plus the message (the newest
     /// exception middleware passes `schemas`, `detail`, `status` and `message`).
+    /// Sent as `application/scim+json` like SCIM successes (spec §10 q9 [inference]).
     pub fn scim(status: StatusCode, detail: &str) -> Self {
         Self::Scim(
             status,
@@ -159,8 +162,19 @@ pub fn no_content() -> Response {
 /// handler `nil`, which destructures as an empty map). Unparseable JSON gets
 /// ring-json's own answer [inference: Metabase wraps ring-json's
 /// `wrap-json-body`; its default malformed response is this text].
-pub fn parse_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+pub fn parse_body(headers: &HeaderMap, bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    // ring-json parses only `application/json` or `application/…+json`
+    // bodies; anything else reaches the endpoint as no body at all.
+    let json_request = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.trim().to_ascii_lowercase())
+        .is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or_default().trim().to_owned();
+            mime.strip_prefix("application/")
+                .is_some_and(|sub| sub == "json" || sub.ends_with("+json"))
+        });
+    if !json_request || bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(bytes) {
@@ -567,7 +581,8 @@ pub fn password_is_valid(p: &str) -> bool {
 /// A numeric route segment. The route regex is `[0-9]+`, so anything else
 /// does not match the route at all (`API endpoint does not exist.`); a
 /// number that is not a positive int fails the route-params schema.
-pub fn route_id(raw: &str, name: &str) -> Result<u32, ApiError> {
+pub fn route_id(raw: Option<&str>, name: &str) -> Result<u32, ApiError> {
+    let raw = raw.unwrap_or_default();
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::no_endpoint());
     }
@@ -587,6 +602,30 @@ pub fn route_id(raw: &str, name: &str) -> Result<u32, ApiError> {
         // Larger than any id we hand out: valid for the schema, found nowhere.
         Ok(n) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
         Err(_) => Ok(u32::MAX),
+    }
+}
+
+/// The route's path parameters, or `None` when they do not decode (bad
+/// percent-escapes): such a path matches no Metabase route, which the
+/// handler answers after authenticating, as the router would.
+pub struct RawPath(pub Option<Vec<String>>);
+
+impl RawPath {
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.0.as_ref().and_then(|v| v.get(i)).map(String::as_str)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RawPath {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            Path::<Vec<String>>::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(|Path(v)| v),
+        ))
     }
 }
 

@@ -5,12 +5,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app::Shared;
 use crate::db::{ALL_USERS, mask_key};
+use crate::http::RawPath;
 use crate::http::{
     ApiError, ApiResult, Kind, Presence, Validator, no_content, ok_json, parse_body, route_id,
 };
@@ -33,7 +34,7 @@ fn as_id(n: u64) -> u32 {
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     let group_id = v
         .field(&body, "group_id", Kind::PositiveInt, Presence::Required)
@@ -83,13 +84,13 @@ pub async fn count(State(app): State<App>, headers: HeaderMap) -> ApiResult {
 pub async fn update(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
-    let body = parse_body(&body)?;
+    let id = route_id(raw.get(0), "id")?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     let group_id = v
         .field(&body, "group_id", Kind::PositiveInt, Presence::Nullable)
@@ -129,14 +130,10 @@ pub async fn update(
 }
 
 /// The newest shape (spec §1.4 [version]): id, the new key, its mask and prefix.
-pub async fn regenerate(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn regenerate(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }
@@ -151,14 +148,10 @@ pub async fn regenerate(
     })))
 }
 
-pub async fn delete(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn delete(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }

@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use rollcall_core::clock::rfc3339_from_millis;
 use serde_json::{Map, Value, json};
 
 use crate::app::{Shared, header_str};
 use crate::db::{ADMINS, ALL_USERS, Db, NewUser, Sso, User, UserKind, mask_key};
+use crate::http::RawPath;
 use crate::http::{
     ApiError, ApiResult, GROUP_NAME_TAKEN, Kind, Presence, QueryParams, Validator, edn,
     normalize_locale, ok_json, parse_body, scim_response,
@@ -209,14 +210,10 @@ fn find_user(db: &mut Db, eid: &str) -> Result<u32, ApiError> {
         .ok_or_else(user_not_found)
 }
 
-pub async fn get_user(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(eid): Path<String>,
-) -> ApiResult {
+pub async fn get_user(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let id = find_user(&mut db, &eid)?;
+    let id = find_user(&mut db, raw.get(0).unwrap_or_default())?;
     let user = db.user(id).ok_or_else(user_not_found)?;
     Ok(scim_response(
         StatusCode::OK,
@@ -323,7 +320,7 @@ fn scim_user(body: &Map<String, Value>) -> Result<ScimUser, ApiError> {
 pub async fn create_user(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let new = scim_user(&body)?;
     if db.user_id_by_email(&new.user_name).is_some() {
         return Err(ApiError::scim(
@@ -359,14 +356,14 @@ pub async fn create_user(State(app): State<App>, headers: HeaderMap, body: Bytes
 pub async fn put_user(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(eid): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let new = scim_user(&body)?;
-    let id = find_user(&mut db, &eid)?;
+    let id = find_user(&mut db, raw.get(0).unwrap_or_default())?;
     let user = db.user(id).ok_or_else(user_not_found)?;
     if new.first_email != *user.email {
         return Err(ApiError::scim(
@@ -449,12 +446,12 @@ fn apply_patch(patch: &mut Patch, path: Option<&str>, value: &Value) -> Result<(
 pub async fn patch_user(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(eid): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     // `UserPatch`: schemas and a sequence of {op, path?, value} maps.
     let ops = body.get("Operations").and_then(Value::as_array);
     let ops_ok = ops.is_some_and(|ops| {
@@ -490,7 +487,7 @@ pub async fn patch_user(
         }
         v.finish()?;
     }
-    let id = find_user(&mut db, &eid)?;
+    let id = find_user(&mut db, raw.get(0).unwrap_or_default())?;
     let mut patch = Patch::default();
     for op in ops.into_iter().flatten() {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or_default();
@@ -576,14 +573,10 @@ pub async fn list_groups(
     ))
 }
 
-pub async fn get_group(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(eid): Path<String>,
-) -> ApiResult {
+pub async fn get_group(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let db = app.db();
     authenticate(&app, &db, &headers)?;
-    let id = find_group(&db, &eid)?;
+    let id = find_group(&db, raw.get(0).unwrap_or_default())?;
     Ok(scim_response(
         StatusCode::OK,
         &group_resource(&db, id, &base_url(&headers), true),
@@ -653,7 +646,7 @@ fn replace_members(db: &mut Db, group_id: u32, eids: &[String], now: i64) -> Res
 pub async fn create_group(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let (name, members) = scim_group(&body)?;
     if db.group_name_taken(&name, None) {
         return Err(ApiError::scim(
@@ -673,14 +666,14 @@ pub async fn create_group(State(app): State<App>, headers: HeaderMap, body: Byte
 pub async fn put_group(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(eid): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let (name, members) = scim_group(&body)?;
-    let id = find_group(&db, &eid)?;
+    let id = find_group(&db, raw.get(0).unwrap_or_default())?;
     if db.group_name_taken(&name, Some(id)) {
         return Err(ApiError::bad_request(GROUP_NAME_TAKEN));
     }
@@ -693,14 +686,10 @@ pub async fn put_group(
     ))
 }
 
-pub async fn delete_group(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(eid): Path<String>,
-) -> ApiResult {
+pub async fn delete_group(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     authenticate(&app, &db, &headers)?;
-    let id = find_group(&db, &eid)?;
+    let id = find_group(&db, raw.get(0).unwrap_or_default())?;
     db.delete_group(id, app.now())?;
     let mut response = scim_response(StatusCode::NO_CONTENT, &Value::Null);
     *response.body_mut() = axum::body::Body::empty();

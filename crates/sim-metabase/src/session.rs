@@ -98,10 +98,13 @@ fn try_login(
 pub async fn login(
     State(app): State<App>,
     SourceAddress(source): SourceAddress,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     app.control.counters.bump("login");
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
+    // Both fields are validated before answering, so `{}` names both
+    // (spec §9 [inference]: the tests show each field alone).
     let mut v = Validator::new();
     let username = v
         .field(&body, "username", Kind::NonBlank, Presence::Required)
@@ -119,6 +122,7 @@ pub async fn login(
     let now = app.now();
     // Both throttlers report under `username`; the IP one is consulted first.
     let ip_key = format!("ip:{source}");
+    // Keyed by the username as sent (not lower-cased) [inference].
     let user_key = format!("username:{username}");
     if app.throttle_on {
         let mut throttle = app.throttle();

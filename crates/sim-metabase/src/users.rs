@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::app::Shared;
 use crate::db::{ADMINS, ALL_USERS, Db, INTERNAL_USER_ID, NewUser, Sso, User, UserKind};
+use crate::http::RawPath;
 use crate::http::{
     ApiError, ApiResult, INTERNAL_USER, Kind, Paging, Presence, QueryParams, TENANT_MISMATCH,
     Validator, no_content, normalize_locale, ok_json, parse_body, route_id,
@@ -152,14 +153,10 @@ pub async fn current(State(app): State<App>, headers: HeaderMap) -> ApiResult {
     Ok(ok_json(&current_user(&db, user, app.now())))
 }
 
-pub async fn get_one(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn get_one(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     if caller.id != id && !caller.superuser {
         return Err(ApiError::forbidden());
     }
@@ -216,7 +213,7 @@ fn str_of<'a>(body: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let body = parse_body(&body)?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     user_fields(&mut v, &body, true);
     v.finish()?;
@@ -240,7 +237,7 @@ pub async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
     }
     // The insert and the memberships share a transaction: check the groups
     // before creating anything. Leaving out All Users deletes that
-    // membership, which its hook refuses.
+    // membership, which its hook refuses (the text is spec §2.5 [inference]).
     let wanted = membership_ids(body.get("user_group_memberships"));
     if let Some(wanted) = &wanted {
         if !wanted.contains(&ALL_USERS) {
@@ -292,13 +289,13 @@ fn check_not_internal(id: u32) -> Result<(), ApiError> {
 pub async fn update(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
-    let body = parse_body(&body)?;
+    let id = route_id(raw.get(0), "id")?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     user_fields(&mut v, &body, false);
     v.finish()?;
@@ -432,14 +429,10 @@ pub async fn update(
     Ok(ok_json(&UserView::with_memberships(user)))
 }
 
-pub async fn deactivate(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn deactivate(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }
@@ -453,14 +446,10 @@ pub async fn deactivate(
     Ok(ok_json(&json!({ "success": true })))
 }
 
-pub async fn reactivate(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> ApiResult {
+pub async fn reactivate(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
     if !caller.superuser {
         return Err(ApiError::forbidden());
     }
@@ -492,13 +481,13 @@ pub async fn reactivate(
 pub async fn password(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    raw: RawPath,
     body: Bytes,
 ) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
-    let body = parse_body(&body)?;
+    let id = route_id(raw.get(0), "id")?;
+    let body = parse_body(&headers, &body)?;
     let mut v = Validator::new();
     let new_password = v
         .field(&body, "password", Kind::Password, Presence::Required)
@@ -536,14 +525,11 @@ pub async fn password(
     Ok(no_content())
 }
 
-pub async fn modal(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path((raw, modal)): Path<(String, String)>,
-) -> ApiResult {
+pub async fn modal(State(app): State<App>, headers: HeaderMap, raw: RawPath) -> ApiResult {
     let mut db = app.db();
     let caller = app.authenticate(&db, &headers)?;
-    let id = route_id(&raw, "id")?;
+    let id = route_id(raw.get(0), "id")?;
+    let modal = raw.get(1).unwrap_or_default();
     if modal != "qbnewb" && modal != "datasetnewb" {
         let mut v = Validator::new();
         v.fail(
@@ -551,7 +537,7 @@ pub async fn modal(
             "enum of qbnewb, datasetnewb".into(),
             json!([format!(
                 "should be either qbnewb or datasetnewb, received: {}",
-                crate::http::edn_str(&modal)
+                crate::http::edn_str(modal)
             )]),
         );
         v.finish()?;

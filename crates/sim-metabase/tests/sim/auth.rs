@@ -325,6 +325,12 @@ async fn logout_and_unknown_endpoints() {
     sim.get("/api/user/abc", &admin)
         .await
         .assert_text(404, "API endpoint does not exist.");
+    sim.get("/api/user/%ff", &admin)
+        .await
+        .assert_text(404, "API endpoint does not exist.");
+    sim.get("/api/user/%ff", &Auth::None)
+        .await
+        .assert_text(401, "Unauthenticated");
     sim.put("/api/user/current", &admin, json!({}))
         .await
         .assert_text(404, "API endpoint does not exist.");

@@ -313,6 +313,30 @@ async fn bad_input_is_never_a_server_error() {
     sim.invariants_hold().await;
 }
 
+/// ring-json reads only JSON content types; other bodies arrive as nothing.
+#[tokio::test]
+async fn bodies_need_a_json_content_type() {
+    let sim = Sim::world().await;
+    let body = r#"{"username": "admin@example.com", "password": "s3cret1"}"#;
+    for (ct, status) in [
+        ("text/plain", 400),
+        ("application/x-www-form-urlencoded", 400),
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("application/scim+json", 200),
+    ] {
+        let r = sim
+            .http
+            .post(format!("{}/api/session", sim.base))
+            .header("Content-Type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{ct}");
+    }
+}
+
 async fn snapshot(sim: &Sim) -> (Value, Value, Value) {
     let key = sim.admin_key();
     let users = sim.get("/api/user?status=all", &key).await.json();
