@@ -15,15 +15,26 @@
 //! `metabase.SESSION` cookie; absolute expiry after the configured max age,
 //! by the configured clock) or `X-API-KEY`. SCIM takes only
 //! `Authorization: Bearer <scim key>`. Group-manager features answer 402, as
-//! OSS does. Failed logins are throttled as in Metabase unless disabled.
+//! OSS does. Failed logins are throttled as in Metabase unless disabled
+//! (10 per username, 50 per source address — the first `X-Forwarded-For`
+//! entry, else the peer — within an hour).
+//!
+//! Every request is checked in Metabase's order: authentication, route,
+//! request schema, permission, existence, model rules. Bodies are read only
+//! with a JSON content type (`application/json` or `…+json`), as ring-json
+//! does; any other body counts as absent.
 //!
 //! # Seeded data and fixtures
 //!
-//! See [`seed`](crate::seed) for the layout. [`MetabaseFixtures`] holds the
+//! `users` counts the seeded personal users (10 to 1,000,000); the two
+//! fixture API keys add two hidden `api-key` users after them. See
+//! [`seed`] for the layout. [`MetabaseFixtures`] holds the
 //! credentials; they depend on the seed only: the admin (id 1,
 //! `admin@example.com`), a member (id 2, `member@example.com`), an API key
 //! in Administrators, an API key in a custom group, the SCIM key, and the
-//! password every other seeded user shares.
+//! password every other seeded user shares. With a million users, a page
+//! at any offset of `GET /api/user` walks a maintained order index rather
+//! than sorting.
 //!
 //! # Control endpoints
 //!

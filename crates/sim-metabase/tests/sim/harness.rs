@@ -11,10 +11,21 @@ use crate::support::*;
 
 #[tokio::test]
 async fn faults_from_the_config() {
-    let sim = Sim::world_with(|c| {
-        c.faults = vec!["503@next=2@/api/user".parse().unwrap()];
-    })
-    .await;
+    // Through the flags, as `rollcall sim metabase --fault …` passes them.
+    let config = MetabaseSimArgs {
+        data: Some(world_file()),
+        faults: vec![
+            "503@next=2@/api/user".into(),
+            "500@every=3@/api/api-key".into(),
+            "truncate@next=1@/api/permissions".into(),
+            "malformed@next=1@/api/health".into(),
+            "latency=200@next=1@/api/session/properties".into(),
+        ],
+        ..MetabaseSimArgs::default()
+    }
+    .into_config()
+    .unwrap();
+    let sim = Sim::start(config).await;
     let key = sim.admin_key();
     for _ in 0..2 {
         sim.get("/api/user/current", &key)
@@ -22,11 +33,37 @@ async fn faults_from_the_config() {
             .assert_text(503, "Service Unavailable");
     }
     assert_eq!(sim.get("/api/user/current", &key).await.status, 200);
-    // Other paths were never affected.
-    assert_eq!(sim.get("/api/permissions/group", &key).await.status, 200);
+
+    let statuses = {
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            out.push(sim.get("/api/api-key", &key).await.status);
+        }
+        out
+    };
+    assert_eq!(statuses, vec![200, 200, 500, 200, 200, 500]);
+
+    let cut = sim.get("/api/permissions/group", &key).await;
+    assert_eq!(cut.status, 200);
+    assert!(serde_json::from_str::<Value>(&cut.text).is_err());
+    assert!(
+        serde_json::from_str::<Value>(&sim.get("/api/permissions/group", &key).await.text).is_ok()
+    );
+
+    let bad = sim.get("/api/health", &Auth::None).await;
+    assert!(serde_json::from_str::<Value>(&bad.text).is_err());
+
+    let started = Instant::now();
+    assert_eq!(
+        sim.get("/api/session/properties", &Auth::None).await.status,
+        200
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
     let counters = sim.counters().await;
-    assert_eq!(counters["faults_injected"], json!(2));
+    assert_eq!(counters["faults_injected"], json!(7));
     assert_eq!(counters["by_status"]["503"], json!(2));
+    assert_eq!(counters["by_status"]["500"], json!(2));
 }
 
 #[tokio::test]
@@ -193,10 +230,13 @@ async fn data_files_load_and_refuse_nonsense() {
     sim.invariants_hold().await;
 
     let load = |text: &str| {
-        MetabaseSim::new(MetabaseSimConfig {
-            data_file: Some(temp_file(text)),
+        let path = temp_file(text);
+        let sim = MetabaseSim::new(MetabaseSimConfig {
+            data_file: Some(path.clone()),
             ..MetabaseSimConfig::default()
-        })
+        });
+        remove_temp(Some(path));
+        sim
     };
     let admin_only =
         r#"{"users":[{"email":"a@example.com","password":"p4ssword","is_superuser":true}]}"#;
@@ -227,7 +267,9 @@ async fn data_files_load_and_refuse_nonsense() {
     }
     .into_config()
     .unwrap();
+    let file = config.data_file.clone();
     assert!(MetabaseSim::new(config).is_ok());
+    remove_temp(file);
 }
 
 #[tokio::test]

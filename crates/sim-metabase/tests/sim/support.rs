@@ -86,7 +86,9 @@ impl Resp {
 
 impl Sim {
     pub async fn start(config: MetabaseSimConfig) -> Sim {
+        let file = config.data_file.clone();
         let sim = MetabaseSim::new(config).expect("sim builds");
+        remove_temp(file);
         let running = sim.start(loopback()).await.expect("sim starts");
         let base = running.base_url();
         let f = running.fixtures().clone();
@@ -220,6 +222,18 @@ impl Resp {
             headers,
             text,
         }
+    }
+}
+
+/// Deletes a file made by [`temp_file`] once it has been loaded.
+pub fn remove_temp(path: Option<PathBuf>) {
+    if let Some(path) = path
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("rollcall-sim-metabase-"))
+    {
+        let _ = std::fs::remove_file(path);
     }
 }
 
