@@ -583,8 +583,23 @@ async fn a_million_users_page_from_the_end() {
         .await
         .json();
     assert_eq!(last["data"][0]["id"], data[99]["id"]);
-    // Users without names sort last (nulls last).
-    assert!(data[99]["first_name"].is_null());
+    // Users without names sort last (nulls last), among themselves by id: so
+    // the last page is the 100 highest ids of the nameless users, found here
+    // through their emails (`user.<n>@example.com`) by the filtered scan.
+    let nameless = sim
+        .get("/api/user?status=all&query=user.", &key)
+        .await
+        .json();
+    let nameless: Vec<u64> = nameless["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["first_name"].is_null())
+        .map(|u| u["id"].as_u64().unwrap())
+        .collect();
+    assert!(nameless.len() > 100 && nameless.windows(2).all(|w| w[0] < w[1]));
+    let page_ids: Vec<u64> = data.iter().map(|u| u["id"].as_u64().unwrap()).collect();
+    assert_eq!(page_ids, nameless[nameless.len() - 100..].to_vec());
     // Same for the active list at its own end.
     let tail_offset = active_total - 100;
     let tail = sim
