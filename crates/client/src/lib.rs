@@ -64,7 +64,11 @@ pub struct Page<T> {
     pub result: Vec<T>,
     pub next_cursor: Option<String>,
     pub result_count: usize,
+    #[serde(default)]
+    pub is_partial_response: bool,
 }
+
+pub use rollcall_core::unified::{Group, GroupMembership, Me, Role, User};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LinkToken {
@@ -149,6 +153,88 @@ impl Client {
         self.call(Method::POST, "/link-tokens", Some(&body)).await
     }
 
+    /// One page of an account's users; `query` like `status=active&limit=50`.
+    pub async fn users(&self, account: &str, query: &str) -> Result<Page<User>, ClientError> {
+        self.unified_list("users", account, query).await
+    }
+
+    pub async fn user(&self, account: &str, id: &str) -> Result<User, ClientError> {
+        self.call(
+            Method::GET,
+            &unified_path(&format!("users/{}", encode(id)), account, ""),
+            None,
+        )
+        .await
+    }
+
+    pub async fn groups(&self, account: &str, query: &str) -> Result<Page<Group>, ClientError> {
+        self.unified_list("groups", account, query).await
+    }
+
+    pub async fn group(&self, account: &str, id: &str) -> Result<Group, ClientError> {
+        self.call(
+            Method::GET,
+            &unified_path(&format!("groups/{}", encode(id)), account, ""),
+            None,
+        )
+        .await
+    }
+
+    pub async fn memberships(
+        &self,
+        account: &str,
+        query: &str,
+    ) -> Result<Page<GroupMembership>, ClientError> {
+        self.unified_list("group-memberships", account, query).await
+    }
+
+    /// Adds a user to a group; an existing membership comes back unchanged.
+    pub async fn add_member(
+        &self,
+        account: &str,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<GroupMembership, ClientError> {
+        let body = serde_json::json!({ "group_id": group_id, "user_id": user_id });
+        self.call(
+            Method::POST,
+            &unified_path("group-memberships", account, ""),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn remove_member(
+        &self,
+        account: &str,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<(), ClientError> {
+        let id = format!("{group_id}:{user_id}");
+        let path = unified_path(&format!("group-memberships/{}", encode(&id)), account, "");
+        let _: Option<Value> = self.call(Method::DELETE, &path, None).await?;
+        Ok(())
+    }
+
+    pub async fn roles(&self, account: &str) -> Result<Page<Role>, ClientError> {
+        self.unified_list("roles", account, "").await
+    }
+
+    pub async fn me(&self, account: &str) -> Result<Me, ClientError> {
+        self.call(Method::GET, &unified_path("me", account, ""), None)
+            .await
+    }
+
+    async fn unified_list<T: DeserializeOwned>(
+        &self,
+        resource: &str,
+        account: &str,
+        query: &str,
+    ) -> Result<Page<T>, ClientError> {
+        self.call(Method::GET, &unified_path(resource, account, query), None)
+            .await
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -195,4 +281,29 @@ impl Client {
             Err(_) => Err(ClientError::Unexpected { status, body: text }),
         }
     }
+}
+
+fn unified_path(resource: &str, account: &str, query: &str) -> String {
+    let mut path = format!(
+        "/unified/user-directory/{resource}?integrated_account_id={}",
+        encode(account)
+    );
+    if !query.is_empty() {
+        path.push('&');
+        path.push_str(query);
+    }
+    path
+}
+
+/// Percent-encodes a path segment or query value.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

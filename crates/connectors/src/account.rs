@@ -305,6 +305,14 @@ impl LinkedAccount {
         }
     }
 
+    /// This account's vendor, behind the unified User Directory interface.
+    pub fn directory(&self) -> Box<dyn crate::directory::Directory + '_> {
+        match &self.config {
+            AccountConfig::Mode(config) => Box::new(crate::mode::ModeDirectory::new(self, config)),
+            AccountConfig::Metabase(_) => Box::new(crate::metabase::MetabaseDirectory::new(self)),
+        }
+    }
+
     pub(crate) fn metabase_config(&self) -> Option<&MetabaseConfig> {
         match &self.config {
             AccountConfig::Metabase(c) => Some(c),

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod error;
 pub mod http;
 pub mod metabase;
+pub mod mode;
 
 pub use account::{LinkedAccount, SessionRegistry, VendorAnswer, VendorBody, VendorRequest};
 pub use config::{AccountConfig, BaseUrl, MetabaseConfig, ModeConfig};

@@ -1,8 +1,9 @@
 //! The contract's stable error codes (section 1) and their HTTP statuses.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     InvalidRequest,
@@ -58,12 +59,12 @@ impl std::fmt::Display for ErrorCode {
 
 /// The error body of every failed call:
 /// `{"error":{"code","message","request_id","remote"?}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorEnvelope {
     pub error: ErrorBody,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -73,9 +74,11 @@ pub struct ErrorBody {
 }
 
 /// What the vendor answered, attached when a vendor call caused the error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RemoteAnswer {
     pub status: u16,
+    /// The vendor's body: its JSON, or its text as a string.
+    #[schema(value_type = Object)]
     pub body: serde_json::Value,
 }
 

@@ -5,8 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UserStatus {
     Active,
@@ -25,13 +26,13 @@ impl UserStatus {
 }
 
 /// `{"id","name"}`: how a user lists its roles and groups.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ref {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     pub id: String,
     pub username: Option<String>,
@@ -48,11 +49,13 @@ pub struct User {
     pub last_active_at: Option<String>,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The vendor's own object, with `include_remote_data=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub remote_data: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Group {
     pub id: String,
     pub name: String,
@@ -62,11 +65,13 @@ pub struct Group {
     pub is_builtin: bool,
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The vendor's own object, with `include_remote_data=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub remote_data: Option<Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GroupMembership {
     /// `<group_id>:<user_id>`, the same whatever the vendor calls it.
     pub id: String,
@@ -87,7 +92,7 @@ impl GroupMembership {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RoleType {
     Admin,
@@ -95,14 +100,14 @@ pub enum RoleType {
     GroupManager,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RoleScope {
     Workspace,
     Group,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Role {
     pub id: String,
     pub name: String,
@@ -112,7 +117,7 @@ pub struct Role {
 }
 
 /// Who the linked credential acts as.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Me {
     pub id: String,
     /// `user` (a person's credential), `api_key` (a vendor API-key user) or
@@ -122,7 +127,9 @@ pub struct Me {
     pub email: Option<String>,
     pub name: Option<String>,
     pub is_admin: bool,
+    /// The vendor's own object, with `include_remote_data=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub remote_data: Option<Value>,
 }
 

@@ -53,6 +53,116 @@ pub enum Command {
     Sim(SimCommand),
     /// Serve a ready-to-try Rollcall with simulated Mode and Metabase accounts.
     Demo(DemoArgs),
+    /// Users of a linked account, through a running server.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Groups of a linked account, through a running server.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Group memberships of a linked account, through a running server.
+    #[command(subcommand)]
+    Members(MembersCommand),
+    /// Print the OpenAPI document of the whole API.
+    ExportOpenapi,
+}
+
+/// Where the server is, who is asking, and about which account.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Rollcall's URL.
+    #[arg(long, env = "ROLLCALL_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A tenant API key.
+    #[arg(long, env = "ROLLCALL_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// The integrated account id.
+    #[arg(long)]
+    pub account: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List users (every page with --all).
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// active, inactive or invited.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// Only admins (true) or non-admins (false).
+        #[arg(long)]
+        admin: Option<bool>,
+        /// Only members of this group.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Follow every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One user, with every field the vendor has.
+    Get {
+        #[command(flatten)]
+        target: Target,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        all: bool,
+    },
+    Get {
+        #[command(flatten)]
+        target: Target,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MembersCommand {
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Add a user to a group (an existing membership is left as it is).
+    Add {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Remove a user from a group.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,50 +5,56 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rollcall_connectors::{AccountConfig, ConnectorError, Credentials, LinkedAccount};
 use rollcall_core::clock::rfc3339_from_millis;
+use rollcall_core::error::ErrorEnvelope;
 use rollcall_core::id::{AccountId, TenantId};
 use rollcall_core::{ErrorCode, Provider};
 use rollcall_store::{AccountFilter, AccountRow, AccountStatus, AuditOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::audit::{self, AuditEntry};
 use crate::auth::Caller;
-use crate::cursor::{CursorCodec, page_limit};
+use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::request_id::RequestId;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/integrated-accounts", get(list).post(create))
-        .route(
-            "/integrated-accounts/{id}",
-            get(fetch).patch(update).delete(remove),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch, update, remove))
 }
 
 /// The account as the API shows it. Never carries a credential.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: String,
     pub provider: Provider,
     pub label: String,
     pub tenant_ref: Option<String>,
+    /// Non-secret configuration (`base_url`, `workspace`, ...).
+    #[schema(value_type = Object)]
     pub config: Value,
+    /// `active`, `needs_reauth` or `disabled`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     /// Why the account needs attention (the vendor's words), if it does.
     pub status_detail: Option<String>,
     /// Which kind of credential is stored (`mode_token`, `metabase_api_key`, ...).
+    #[schema(value_type = String)]
     pub credential_type: &'static str,
     pub created_at: String,
     pub updated_at: String,
+    #[schema(value_type = Option<Object>)]
     pub last_sync: Option<Value>,
+    #[schema(value_type = Object)]
     pub capabilities: Value,
 }
 
@@ -371,6 +377,13 @@ fn audit_view(state: &AppState, row: &AccountRow) -> Value {
     serde_json::to_value(view(state, row)).unwrap_or(Value::Null)
 }
 
+/// Link a Mode or Metabase account. The credentials are checked with the
+/// vendor first; nothing is saved if it refuses them.
+#[utoipa::path(post, path = "/integrated-accounts", tag = "integrated accounts",
+    request_body(content = Object, description = "`{provider, label?, tenant_ref?, config, credentials}` (contract section 2)"),
+    responses((status = 201, body = AccountView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 422, description = "provider_auth_failed", body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -382,7 +395,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, &row))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
     limit: Option<u32>,
@@ -391,13 +405,9 @@ struct ListParams {
     tenant_ref: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ListEnvelope<T> {
-    pub result: Vec<T>,
-    pub next_cursor: Option<String>,
-    pub result_count: usize,
-}
-
+/// The tenant's linked accounts, in pages.
+#[utoipa::path(get, path = "/integrated-accounts", tag = "integrated accounts", params(ListParams),
+    responses((status = 200, body = ListEnvelope<AccountView>), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)))]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -434,13 +444,12 @@ async fn list(
         _ => None,
     };
     let result: Vec<AccountView> = rows.iter().map(|r| view(&state, r)).collect();
-    Ok(Json(ListEnvelope {
-        result_count: result.len(),
-        result,
-        next_cursor,
-    }))
+    Ok(Json(ListEnvelope::new(result, next_cursor, false)))
 }
 
+/// One linked account.
+#[utoipa::path(get, path = "/integrated-accounts/{id}", tag = "integrated accounts",
+    params(("id" = String, Path)), responses((status = 200, body = AccountView), (status = 404, body = ErrorEnvelope)))]
 async fn fetch(
     State(state): State<AppState>,
     caller: Caller,
@@ -450,6 +459,12 @@ async fn fetch(
     Ok(Json(view(&state, &row)))
 }
 
+/// Change `label`, `tenant_ref`, `config`, `credentials` (checked with the
+/// vendor before saving) or `status` (`active`/`disabled`).
+#[utoipa::path(patch, path = "/integrated-accounts/{id}", tag = "integrated accounts", params(("id" = String, Path)),
+    request_body(content = Object, description = "any of `label`, `tenant_ref`, `config`, `credentials`, `status`"),
+    responses((status = 200, body = AccountView), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 422, body = ErrorEnvelope)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -564,6 +579,9 @@ async fn update(
     Ok(Json(view(&state, &row)))
 }
 
+/// Unlink an account (its stored credentials are deleted).
+#[utoipa::path(delete, path = "/integrated-accounts/{id}", tag = "integrated accounts", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorEnvelope)))]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,

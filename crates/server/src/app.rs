@@ -14,10 +14,11 @@ use rollcall_store::Store;
 use rollcall_vault::Vault;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::{accounts, health, link, proxy, request_id};
+use crate::{accounts, docs, health, idempotency, link, proxy, request_id, unified};
 
 /// Everything a handler may need, cheap to clone.
 #[derive(Clone, Debug)]
@@ -53,12 +54,87 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(health::routes())
+/// Routes that take an API key (and so `Idempotency-Key`).
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(accounts::routes())
-        .merge(link::routes())
+        .merge(link::token_routes())
+        .merge(unified::routes())
+}
+
+/// Routes anyone may call: health, and the link page (its token is its credential).
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(health::routes())
+        .merge(link::page_routes())
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Rollcall",
+        description = "One self-hosted User Directory API for Mode and Metabase: linked accounts, \
+                       a unified API for users, groups, memberships and roles, and a proxy to each \
+                       vendor's own API. Errors are `{\"error\":{\"code\",\"message\",\"request_id\",\"remote\"?}}`; \
+                       every response carries `x-request-id`; POST and PATCH take `Idempotency-Key`.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(rollcall_core::error::ErrorEnvelope))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A tenant API key, `rk_<id>_<secret>`"))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new(
+            "api_key",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The whole API's OpenAPI document, built from the same route definitions
+/// the server runs (so it cannot list a route that does not exist).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut doc = ApiDoc::openapi();
+    doc.merge(api_routes().into_openapi());
+    doc.merge(public_routes().into_openapi());
+    doc.merge(proxy::ProxyDoc::openapi());
+    doc
+}
+
+pub fn router(state: AppState) -> Router {
+    // Idempotency-Key handling wraps exactly the authenticated JSON API (not
+    // the proxy, whose requests are the vendor's business).
+    let (api, _) = api_routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
+    let document = Arc::new(openapi().to_pretty_json().unwrap_or_default());
+    Router::new()
+        .merge(api)
+        .merge(public)
         .merge(proxy::routes())
+        .merge(docs::routes(document))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: a panic in a handler becomes a contract-shaped 500

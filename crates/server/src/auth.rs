@@ -30,6 +30,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Already verified by a layer (idempotency) for this request.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let presented = bearer(parts).ok_or_else(|| {
             ApiError::unauthenticated("missing API key: send `Authorization: Bearer <api key>`")
         })?;

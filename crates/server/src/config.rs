@@ -131,6 +131,9 @@ const KNOWN_ENV: &[&str] = &[
     "ROLLCALL_VENDOR_TIMEOUT_SECS",
     "ROLLCALL_PROXY_MAX_BODY_BYTES",
     "ROLLCALL_LINK_TOKEN_TTL_SECS",
+    // Read by the client commands (users, groups, members), not the server.
+    "ROLLCALL_URL",
+    "ROLLCALL_API_KEY",
 ];
 
 impl Settings {
@@ -220,7 +223,7 @@ impl Settings {
         }
         for (name, value) in env {
             match name.as_str() {
-                "ROLLCALL_CONFIG" => {}
+                "ROLLCALL_CONFIG" | "ROLLCALL_URL" | "ROLLCALL_API_KEY" => {}
                 "ROLLCALL_LISTEN" => {
                     self.listen = value.parse().map_err(|e| {
                         bad(name, format!("`{value}` is not a socket address: {e}"))
@@ -308,7 +311,10 @@ mod tests {
         let file = dir.path().join("rollcall.toml");
         std::fs::write(&file, include_str!("../../../rollcall.example.toml")).unwrap();
         let s = Settings::load(Some(&file), env(&[])).unwrap();
-        assert_eq!(s.vendor_timeout_secs, Settings::default().vendor_timeout_secs);
+        assert_eq!(
+            s.vendor_timeout_secs,
+            Settings::default().vendor_timeout_secs
+        );
         assert_eq!(s.listen, Settings::default().listen);
     }
 

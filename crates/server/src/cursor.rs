@@ -15,6 +15,30 @@ use crate::error::ApiError;
 
 const MAC_LEN: usize = 16;
 
+/// The contract's list envelope: `{result, next_cursor, result_count}`,
+/// plus `is_partial_response: true` when objects lack fields that would
+/// need one vendor call each.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ListEnvelope<T> {
+    pub result: Vec<T>,
+    /// Pass back as `next_cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+    pub result_count: usize,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub is_partial_response: bool,
+}
+
+impl<T> ListEnvelope<T> {
+    pub fn new(result: Vec<T>, next_cursor: Option<String>, is_partial_response: bool) -> Self {
+        Self {
+            result_count: result.len(),
+            result,
+            next_cursor,
+            is_partial_response,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Payload {
     /// The last id of the page this cursor follows.

@@ -10,14 +10,15 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Form, Json, Router};
+use axum::{Extension, Form, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rollcall_core::clock::rfc3339_from_millis;
 use rollcall_store::LinkTokenRow;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::accounts::{Linker, link_account, parse_link_input};
 use crate::app::AppState;
@@ -26,16 +27,27 @@ use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::request_id::RequestId;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/link-tokens", post(create_token))
-        .route("/link/{token}", get(show).post(submit))
+/// `POST /link-tokens`, for API callers.
+pub fn token_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create_token))
+}
+
+/// The page end customers open; the token in the URL is its only credential.
+pub fn page_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show, submit))
 }
 
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A short-lived, single-use URL an end customer opens to link their own
+/// Mode or Metabase account to `tenant_ref`, without the caller handling
+/// their secrets.
+#[utoipa::path(post, path = "/link-tokens", tag = "integrated accounts",
+    request_body(content = Object, description = "`{tenant_ref?, expires_in_seconds?}`"),
+    responses((status = 201, description = "`{token, url, expires_at, tenant_ref}`"), (status = 400, body = rollcall_core::error::ErrorEnvelope),
+        (status = 401, body = rollcall_core::error::ErrorEnvelope)))]
 async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -114,6 +126,9 @@ async fn token_state(state: &AppState, token: &str) -> Result<TokenState, ApiErr
     })
 }
 
+/// The link page (HTML).
+#[utoipa::path(get, path = "/link/{token}", tag = "link page", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html", description = "the form"), (status = 410, content_type = "text/html", description = "expired or used")))]
 async fn show(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -124,6 +139,10 @@ async fn show(
     })
 }
 
+/// The link form's submission (HTML form fields).
+#[utoipa::path(post, path = "/link/{token}", tag = "link page", params(("token" = String, Path)),
+    responses((status = 200, content_type = "text/html", description = "linked"), (status = 422, content_type = "text/html", description = "refused by the vendor; the form again"),
+        (status = 410, content_type = "text/html", description = "expired or used")))]
 async fn submit(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,

@@ -29,11 +29,42 @@ use crate::error::ApiError;
 const REPLAYABLE_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn routes() -> Router<AppState> {
+    // `any` takes every method, so these routes are plain axum ones and
+    // their documentation comes from [`ProxyDoc`].
     Router::new()
-        .route("/proxy/{account}", any(proxy))
+        .route("/proxy/{account}", any(proxy_root))
         .route("/proxy/{account}/{*path}", any(proxy))
 }
 
+/// The proxy's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(proxy_root, proxy))]
+pub struct ProxyDoc;
+
+/// The vendor's API root for this account, as `/proxy/{account}/{path}`.
+#[utoipa::path(method(get, post, put, patch, delete), path = "/proxy/{account}", tag = "proxy",
+    params(("account" = String, Path, description = "integrated account id")),
+    responses((status = 200, description = "the vendor's answer, unchanged")))]
+async fn proxy_root(
+    state: State<AppState>,
+    caller: Result<ProxyCaller, ApiError>,
+    params: Path<Vec<(String, String)>>,
+    request: Request,
+) -> Response {
+    proxy(state, caller, params, request).await
+}
+
+/// The vendor's own API with the stored credentials injected: method,
+/// query, body and content headers go through; status, headers (less
+/// hop-by-hop ones and cookies) and body come back unchanged. Rollcall's own
+/// failures carry `x-rollcall-error: 1`. The Rollcall key may also be sent
+/// as Metabase's `X-API-KEY` or as Mode's Basic-auth user name.
+#[utoipa::path(method(get, post, put, patch, delete), path = "/proxy/{account}/{path}", tag = "proxy",
+    params(("account" = String, Path, description = "integrated account id"), ("path" = String, Path, description = "the vendor path, e.g. `api/user`")),
+    responses((status = 200, description = "the vendor's answer, unchanged"),
+        (status = 400, description = "a path that leaves the base URL", body = rollcall_core::error::ErrorEnvelope),
+        (status = 404, description = "no such account", body = rollcall_core::error::ErrorEnvelope),
+        (status = 503, description = "the vendor is unreachable", body = rollcall_core::error::ErrorEnvelope)))]
 async fn proxy(
     State(state): State<AppState>,
     caller: Result<ProxyCaller, ApiError>,

@@ -98,6 +98,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("linking the simulated Metabase account")?;
 
     let auth = format!("Authorization: Bearer {}", key.key.expose_secret());
+    // The binary that is running now, so the printed commands work as they are.
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "rollcall".into());
+    let mode_id = &mode_account.id;
+    let mb_id = &metabase_account.id;
+    let ws = &m.workspace;
     println!(
         "\nRollcall demo is serving at {api}  (data in {dir})\n\
          \n\
@@ -107,20 +114,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
            {mode_id}  Mode workspace `{ws}`\n  \
            {mb_id}  Metabase (session login, renewed automatically)\n\
          \n\
-         Try:\n  \
+         Try the CLI:\n  \
+           export ROLLCALL_URL={api} ROLLCALL_API_KEY={key}\n  \
+           {me} users list --account {mode_id}\n  \
+           {me} users list --account {mb_id} --limit 10\n  \
+           {me} groups list --account {mode_id}\n  \
+           {me} groups list --account {mb_id}\n\
+         \n\
+         Or the HTTP API:\n  \
+           curl -H '{auth}' '{api}/unified/user-directory/users?integrated_account_id={mb_id}&limit=3'\n  \
+           curl -H '{auth}' '{api}/unified/user-directory/groups?integrated_account_id={mode_id}'\n  \
            curl -H '{auth}' {api}/integrated-accounts\n  \
            curl -H '{auth}' '{api}/proxy/{mb_id}/api/user?limit=3'\n  \
-           curl -H '{auth}' {api}/proxy/{mode_id}/api/{ws}/groups\n  \
            curl -H '{auth}' -H 'content-type: application/json' -d '{{\"tenant_ref\":\"customer-42\"}}' {api}/link-tokens\n  \
-           curl {api}/readyz\n\
+           open {api}/docs for the API reference\n\
          \n\
          Ctrl-C stops everything.",
         dir = args.data_dir.display(),
         key = key.key.expose_secret(),
         users = args.users,
-        ws = m.workspace,
-        mode_id = mode_account.id,
-        mb_id = metabase_account.id,
     );
     shutdown_signal().await;
     let _ = stop.send(());

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod demo;
+mod directory;
 mod healthcheck;
 mod keys;
 mod serve;
@@ -48,6 +49,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => {
             init_logs(&settings);
             demo::run(args).await
+        }
+        Command::Users(command) => directory::users(command).await,
+        Command::Groups(command) => directory::groups(command).await,
+        Command::Members(command) => directory::members(command).await,
+        Command::ExportOpenapi => {
+            println!("{}", rollcall_server::openapi().to_pretty_json()?);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

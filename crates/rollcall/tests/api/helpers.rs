@@ -72,6 +72,13 @@ pub struct Options {
     pub clock: Option<SharedClock>,
     pub metabase_session_max_age: Option<std::time::Duration>,
     pub settings: Option<Settings>,
+    /// Users in each simulator (default 30).
+    pub mode_users: Option<usize>,
+    pub metabase_users: Option<usize>,
+    /// Make the Mode simulator paginate its lists at this size.
+    pub mode_page_size: Option<usize>,
+    /// Switch the Mode simulator's 40-per-10s limit off.
+    pub mode_unlimited: bool,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -84,17 +91,22 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     log_buffer();
     let clock: SharedClock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let loopback = "127.0.0.1:0".parse().unwrap();
-    let mode = ModeSim::new(ModeSimConfig {
-        users: 30,
+    let mut mode_config = ModeSimConfig {
+        users: options.mode_users.unwrap_or(30),
+        page_size: options.mode_page_size,
         clock: clock.clone(),
         ..ModeSimConfig::default()
-    })
-    .unwrap()
-    .start(loopback)
-    .await
-    .unwrap();
+    };
+    if options.mode_unlimited {
+        mode_config.rate_limit = None;
+    }
+    let mode = ModeSim::new(mode_config)
+        .unwrap()
+        .start(loopback)
+        .await
+        .unwrap();
     let mut metabase_config = MetabaseSimConfig {
-        users: 30,
+        users: options.metabase_users.unwrap_or(30),
         clock: clock.clone(),
         ..MetabaseSimConfig::default()
     };
@@ -207,6 +219,32 @@ impl TestApp {
             .build()
             .unwrap()
             .request(method, format!("{}/proxy/{account}{path}", self.base_url))
+            .bearer_auth(&self.key)
+    }
+
+    /// A unified-API URL for `resource` on `account`, with extra query.
+    pub fn unified(&self, resource: &str, account: &str, query: &str) -> String {
+        let mut url = format!(
+            "{}/unified/user-directory/{resource}?integrated_account_id={account}",
+            self.base_url
+        );
+        if !query.is_empty() {
+            url.push('&');
+            url.push_str(query);
+        }
+        url
+    }
+
+    /// A raw unified-API request with tenant acme's key.
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        resource: &str,
+        account: &str,
+        query: &str,
+    ) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, self.unified(resource, account, query))
             .bearer_auth(&self.key)
     }
 
