@@ -64,6 +64,10 @@ pub struct TestApp {
     pub metabase: RunningMetabaseSim,
     pub dir: tempfile::TempDir,
     pub key_file: std::path::PathBuf,
+    /// Shared clients: building one loads the platform's TLS roots, which
+    /// costs far more than a request.
+    http: reqwest::Client,
+    http_no_redirects: reqwest::Client,
     pub _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -170,6 +174,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         metabase,
         dir,
         key_file,
+        http: reqwest::Client::new(),
+        http_no_redirects: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
         _shutdown: tx,
     }
 }
@@ -214,10 +223,7 @@ impl TestApp {
         account: &str,
         path: &str,
     ) -> reqwest::RequestBuilder {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        self.http_no_redirects
             .request(method, format!("{}/proxy/{account}{path}", self.base_url))
             .bearer_auth(&self.key)
     }
@@ -243,7 +249,7 @@ impl TestApp {
         account: &str,
         query: &str,
     ) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
+        self.http
             .request(method, self.unified(resource, account, query))
             .bearer_auth(&self.key)
     }
