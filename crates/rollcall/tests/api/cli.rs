@@ -152,13 +152,21 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
         }
         assert!(started.elapsed() < Duration::from_secs(60));
     };
-    // The key line follows the banner.
-    let key = loop {
-        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        if line.trim_start().starts_with("rk_") {
-            break line.trim().to_owned();
+    // The rest of the banner: the key, then the commands to try.
+    let mut banner = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
+        let done = line.starts_with("Ctrl-C");
+        banner.push(line);
+        if done {
+            break;
         }
-    };
+    }
+    let key = banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("rk_"))
+        .expect("the key is printed")
+        .trim()
+        .to_owned();
     assert!(key.starts_with("rk_key"));
     let health = reqwest::blocking::get(format!("{api}/readyz")).unwrap();
     assert_eq!(health.status(), 200);
@@ -193,6 +201,34 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
         .send()
         .unwrap();
     assert_eq!(users.status(), 200);
+
+    // The printed CLI commands list users and groups of both accounts, and work.
+    let commands: Vec<&String> = banner
+        .iter()
+        .filter(|l| l.contains(" users list --account ") || l.contains(" groups list --account "))
+        .collect();
+    assert_eq!(commands.len(), 4, "{banner:#?}");
+    for command in commands {
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap();
+        let output = std::process::Command::new(program)
+            .args(words)
+            .env("ROLLCALL_URL", &api)
+            .env("ROLLCALL_API_KEY", &key)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.starts_with("ID "), "{command}: {stdout}");
+        assert!(
+            stdout.lines().count() > 1,
+            "{command} listed nothing: {stdout}"
+        );
+    }
 
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])

@@ -116,6 +116,63 @@ async fn user_lists_have_the_contract_shape_on_both_vendors() {
 }
 
 #[tokio::test]
+async fn email_filters_and_remote_data_on_lists() {
+    let app = spawn_app().await;
+    let (mode, metabase) = linked(&app).await;
+    let email = app.metabase.fixtures().member_email.to_uppercase();
+    let found = json_of(
+        app.call(
+            Method::GET,
+            "users",
+            &metabase,
+            &format!("email={email}&include_remote_data=true"),
+        )
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(found["result_count"], 1, "{found}");
+    assert_eq!(found["result"][0]["email"], email.to_lowercase());
+    assert!(
+        found["result"][0]["remote_data"]["is_superuser"].is_boolean(),
+        "the vendor's own object"
+    );
+    let none = json_of(
+        app.call(Method::GET, "users", &metabase, "email=nobody@example.com")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(none["result_count"], 0);
+    // Mode's membership list has no email: filtering on it would take one call per member.
+    let refused = json_of(
+        app.call(Method::GET, "users", &mode, "email=alice@acme.example")
+            .send()
+            .await
+            .unwrap(),
+        501,
+    )
+    .await;
+    assert_eq!(refused["error"]["code"], "unsupported_by_provider");
+    let invited = json_of(
+        app.call(Method::GET, "users", &metabase, "status=invited")
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(
+        invited["result_count"], 0,
+        "Metabase has no pending invitations"
+    );
+}
+
+#[tokio::test]
 async fn admin_flags_roles_and_builtin_groups_map_as_documented() {
     let app = spawn_app().await;
     let (mode, metabase) = linked(&app).await;
