@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::{AccountConfig, MetabaseConfig};
 use crate::credentials::{Credentials, MetabaseCredentials};
 use crate::error::{ConnectorError, Remote};
+use crate::guard::{Breaker, Limiter, RateSnapshot, RetryPolicy, VendorGuards};
 use crate::http::VendorHttp;
 use crate::metabase::SessionCell;
 
@@ -110,7 +111,7 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
-    fn cell(&self, key: &str) -> Arc<SessionCell> {
+    pub(crate) fn cell(&self, key: &str) -> Arc<SessionCell> {
         match self.cells.lock() {
             Ok(mut cells) => cells.entry(key.to_owned()).or_default().clone(),
             // A poisoned map only costs a fresh login.
@@ -132,6 +133,9 @@ pub struct LinkedAccount {
     credentials: Credentials,
     http: VendorHttp,
     session: Option<Arc<SessionCell>>,
+    limiter: Arc<Limiter>,
+    breaker: Arc<Breaker>,
+    policy: RetryPolicy,
     clock: SharedClock,
 }
 
@@ -152,21 +156,31 @@ impl LinkedAccount {
         config: AccountConfig,
         credentials: Credentials,
         http: VendorHttp,
-        sessions: &SessionRegistry,
+        guards: &VendorGuards,
         clock: SharedClock,
     ) -> Self {
         let session = matches!(
             credentials,
             Credentials::Metabase(MetabaseCredentials::Password { .. })
         )
-        .then(|| sessions.cell(session_key));
+        .then(|| guards.sessions.cell(session_key));
+        let limiter = guards.limiter(&credential_key(&config, &credentials), config.rate_limit());
+        let account = session_key.split('#').next().unwrap_or(session_key);
         Self {
+            limiter,
+            breaker: guards.breaker(account),
+            policy: guards.policy.clone(),
             config,
             credentials,
             http,
             session,
             clock,
         }
+    }
+
+    /// Our view of this credential's rate allowance, for `ratelimit-*` headers.
+    pub fn rate_snapshot(&self) -> Option<RateSnapshot> {
+        self.limiter.snapshot(self.clock.now_millis())
     }
 
     pub fn config(&self) -> &AccountConfig {
@@ -185,9 +199,14 @@ impl LinkedAccount {
         &self.clock
     }
 
-    /// Sends `request` with the stored credentials. For Metabase sessions it
-    /// logs in when needed and, if the vendor answers 401, logs in again once
-    /// and replays (bodies held in memory only).
+    /// Sends `request` with the stored credentials, within this process's
+    /// limits for the credential and the account: it waits for room under
+    /// the vendor's rate limit, fails fast while the account's circuit is
+    /// open, and retries answers worth retrying (429, 502, 503, 504, and
+    /// connections that never opened) with jittered backoff, honouring
+    /// `Retry-After`, until the deadline. Only requests that are safe to
+    /// repeat are retried: reads, and writes that provably never reached the
+    /// vendor. The last answer is returned as it is.
     pub async fn send(&self, request: VendorRequest) -> Result<reqwest::Response, ConnectorError> {
         let VendorRequest {
             method,
@@ -195,12 +214,133 @@ impl LinkedAccount {
             headers,
             body,
         } = request;
-        let url = self.config.base_url().join(&path_and_query);
+        let clock = self.clock.as_ref();
+        let deadline = clock.now_millis() + millis(self.policy.deadline);
+        let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        // Bytes are kept to send again; a stream can be sent once.
+        let (held, mut streamed) = match body {
+            VendorBody::Bytes(bytes) => (Some(bytes), None),
+            VendorBody::Stream(stream) => (None, Some(stream)),
+            VendorBody::Empty => (None, None),
+        };
+        let mut last_remote: Option<Remote> = None;
+        for attempt in 0.. {
+            let now = clock.now_millis();
+            if let Err(open) = self.breaker.admit(now) {
+                return Err(ConnectorError::CircuitOpen {
+                    retry_in_secs: open.retry_in_secs,
+                    remote: last_remote,
+                });
+            }
+            if let Err(full) = self.limiter.acquire(clock, deadline).await {
+                return Err(ConnectorError::RateLimited {
+                    retry_after_secs: full.retry_after_secs,
+                    remote: last_remote,
+                });
+            }
+            let body = match (&held, streamed.take()) {
+                (Some(bytes), _) => VendorBody::Bytes(bytes.clone()),
+                (None, Some(stream)) => VendorBody::Stream(stream),
+                (None, None) => VendorBody::Empty,
+            };
+            let replayable = streamed.is_none() && !matches!(body, VendorBody::Stream(_));
+            // Each attempt gets the vendor timeout, or what is left of the deadline.
+            let remaining = std::time::Duration::from_millis(
+                u64::try_from(deadline - clock.now_millis())
+                    .unwrap_or(0)
+                    .max(1),
+            )
+            .min(self.http.timeout());
+            let outcome = self
+                .send_once(&method, &path_and_query, &headers, body, remaining)
+                .await;
+            let now = clock.now_millis();
+            let wait = |retry_after_secs: Option<u64>| -> Option<i64> {
+                if attempt >= self.policy.max_retries {
+                    return None;
+                }
+                let backoff = millis(self.policy.backoff(attempt));
+                let delay = backoff.max(
+                    i64::try_from(retry_after_secs.unwrap_or(0) * 1000).unwrap_or(i64::MAX / 4),
+                );
+                (now + delay < deadline).then_some(delay)
+            };
+            match outcome {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    self.limiter.observe(response.headers(), status, now);
+                    if status >= 500 {
+                        self.breaker.failed(now, &self.policy);
+                    } else {
+                        self.breaker.succeeded();
+                    }
+                    let transient = matches!(status, 429 | 502 | 503 | 504);
+                    let retry_after = response
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if let (true, true, true, Some(delay)) =
+                        (transient, safe, replayable, wait(retry_after))
+                    {
+                        let body = response.bytes().await.unwrap_or_default();
+                        tracing::debug!(
+                            status,
+                            attempt,
+                            delay_ms = delay,
+                            "vendor answer worth retrying"
+                        );
+                        last_remote = Some(Remote::from_bytes(status, &body));
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            u64::try_from(delay).unwrap_or(0),
+                        ))
+                        .await;
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                Err(Attempt::NotConnected(message)) => {
+                    self.breaker.failed(now, &self.policy);
+                    // The vendor never saw it, so even a write may go again.
+                    if let (true, Some(delay)) = (replayable, wait(None)) {
+                        tracing::debug!(attempt, delay_ms = delay, %message, "vendor unreachable; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            u64::try_from(delay).unwrap_or(0),
+                        ))
+                        .await;
+                        continue;
+                    }
+                    return Err(ConnectorError::Unreachable(message));
+                }
+                Err(Attempt::Failed(e)) => {
+                    if matches!(e, ConnectorError::Unreachable(_)) {
+                        self.breaker.failed(now, &self.policy);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(ConnectorError::Unreachable("no attempt was made".into()))
+    }
+
+    /// One attempt with the stored credentials. For Metabase sessions it
+    /// logs in when needed and, if the vendor answers 401, logs in again once
+    /// and replays (bodies held in memory only).
+    async fn send_once(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: VendorBody,
+        timeout: std::time::Duration,
+    ) -> Result<reqwest::Response, Attempt> {
+        let url = self.config.base_url().join(path_and_query);
         let base = || {
             self.http
                 .client()
                 .request(method.clone(), &url)
                 .headers(headers.clone())
+                .timeout(timeout)
         };
         let with_body = |builder: reqwest::RequestBuilder, body: VendorBody| match body {
             VendorBody::Empty => builder,
@@ -249,9 +389,11 @@ impl LinkedAccount {
                     _ => Ok(first),
                 }
             }
-            (Credentials::Metabase(MetabaseCredentials::Password { .. }), None) => Err(
-                ConnectorError::Request("session credentials without a session cell".into()),
-            ),
+            (Credentials::Metabase(MetabaseCredentials::Password { .. }), None) => {
+                Err(Attempt::Failed(ConnectorError::Request(
+                    "session credentials without a session cell".into(),
+                )))
+            }
         }
     }
 
@@ -319,6 +461,54 @@ impl LinkedAccount {
             AccountConfig::Mode(_) => None,
         }
     }
+}
+
+/// How one attempt ended when it produced no answer.
+#[derive(Debug)]
+enum Attempt {
+    /// The connection never opened: the vendor saw nothing.
+    NotConnected(String),
+    Failed(ConnectorError),
+}
+
+impl From<reqwest::Error> for Attempt {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_connect() {
+            Self::NotConnected(e.to_string())
+        } else {
+            Self::Failed(ConnectorError::from(e))
+        }
+    }
+}
+
+impl From<ConnectorError> for Attempt {
+    fn from(e: ConnectorError) -> Self {
+        Self::Failed(e)
+    }
+}
+
+fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Which credential a request spends the vendor's allowance of. Secrets
+/// are hashed, never kept as map keys.
+fn credential_key(config: &AccountConfig, credentials: &Credentials) -> String {
+    use sha2::{Digest, Sha256};
+    let identity = match credentials {
+        Credentials::Mode(c) => format!("mode:{}", c.token),
+        Credentials::Metabase(MetabaseCredentials::ApiKey { api_key }) => {
+            let digest = Sha256::digest(api_key.expose_secret().as_bytes());
+            format!(
+                "metabase-key:{:x}",
+                u64::from_be_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+            )
+        }
+        Credentials::Metabase(MetabaseCredentials::Password { username, .. }) => {
+            format!("metabase-user:{username}")
+        }
+    };
+    format!("{}|{identity}", config.base_url().as_str())
 }
 
 fn header_value(secret: &SecretString) -> Result<HeaderValue, ConnectorError> {

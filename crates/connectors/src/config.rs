@@ -61,12 +61,31 @@ impl<'de> Deserialize<'de> for BaseUrl {
     }
 }
 
+/// A vendor rate limit: at most `requests` in any `per_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModeConfig {
     pub base_url: BaseUrl,
     /// The workspace's username (the `{workspace}` of `/api/{workspace}/...`).
     pub workspace: String,
+    /// Overrides Mode's documented 40 requests per 10 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl ModeConfig {
+    /// Mode's documented limit, per credential.
+    pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+        requests: 40,
+        per_seconds: 10,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +96,9 @@ pub struct MetabaseConfig {
     /// 20160, 14 days). Sessions are renewed before they reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_max_age_minutes: Option<u32>,
+    /// Metabase has no API rate limit; set one to spare a small instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl MetabaseConfig {
@@ -139,6 +161,20 @@ impl AccountConfig {
             Self::Mode(c) => &c.base_url,
             Self::Metabase(c) => &c.base_url,
         }
+    }
+
+    /// The limit this account's credential is held to, if any.
+    pub fn rate_limit(&self) -> Option<(u32, std::time::Duration)> {
+        let limit = match self {
+            Self::Mode(c) => Some(c.rate_limit.unwrap_or(ModeConfig::DEFAULT_RATE_LIMIT)),
+            Self::Metabase(c) => c.rate_limit,
+        }?;
+        (limit.requests > 0 && limit.per_seconds > 0).then(|| {
+            (
+                limit.requests,
+                std::time::Duration::from_secs(u64::from(limit.per_seconds)),
+            )
+        })
     }
 }
 

@@ -64,6 +64,20 @@ pub enum ConnectorError {
     BadResponse(String),
     #[error("invalid request to the vendor: {0}")]
     Request(String),
+    /// No room under the vendor's rate limit before the caller's deadline.
+    #[error(
+        "the vendor's rate limit leaves no room before the deadline; retry in {retry_after_secs}s"
+    )]
+    RateLimited {
+        retry_after_secs: u64,
+        remote: Option<Remote>,
+    },
+    /// The account's circuit is open after repeated vendor failures.
+    #[error("the vendor has been failing; calls are paused for {retry_in_secs}s")]
+    CircuitOpen {
+        retry_in_secs: u64,
+        remote: Option<Remote>,
+    },
 }
 
 impl ConnectorError {
@@ -71,6 +85,22 @@ impl ConnectorError {
         match self {
             Self::AuthRejected(r) | Self::Vendor(r) => Some(r),
             Self::LoginPaused { remote, .. } | Self::NotFound { remote, .. } => Some(remote),
+            Self::RateLimited { remote, .. } | Self::CircuitOpen { remote, .. } => remote.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl ConnectorError {
+    /// When the caller may usefully try again, if we know.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::CircuitOpen { retry_in_secs, .. } | Self::LoginPaused { retry_in_secs, .. } => {
+                Some(*retry_in_secs)
+            }
             _ => None,
         }
     }

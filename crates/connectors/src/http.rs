@@ -10,6 +10,7 @@ const MAX_REDIRECTS: usize = 5;
 #[derive(Debug, Clone)]
 pub struct VendorHttp {
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 impl VendorHttp {
@@ -33,7 +34,12 @@ impl VendorHttp {
             .user_agent(concat!("rollcall/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| crate::ConnectorError::Request(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self { client, timeout })
+    }
+
+    /// The longest one request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn client(&self) -> &reqwest::Client {

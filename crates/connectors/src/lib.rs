@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod directory;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod metabase;
 pub mod mode;
@@ -20,4 +21,5 @@ pub use directory::{
     PageRequest, UserPatch, UserQuery,
 };
 pub use error::{ConnectorError, Remote};
+pub use guard::{RateSnapshot, RetryPolicy, VendorGuards};
 pub use http::VendorHttp;

@@ -7,11 +7,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rollcall_connectors::RetryPolicy;
 use rollcall_connectors::metabase::MetabaseDirectory;
 use rollcall_connectors::{
     AccountConfig, Added, BaseUrl, ConnectorError, Credentials, Directory, DirectoryError,
     GroupPatch, LinkedAccount, MembershipQuery, MetabaseConfig, NewGroup, NewUser, PageRequest,
-    SessionRegistry, UserPatch, UserQuery, VendorHttp, VendorRequest,
+    UserPatch, UserQuery, VendorGuards, VendorHttp, VendorRequest,
 };
 use rollcall_core::unified::{GroupMembership, RoleScope, RoleType, User, UserStatus};
 use rollcall_core::{Provider, SystemClock};
@@ -38,10 +39,15 @@ fn account(sim: &RunningMetabaseSim, credentials: Value) -> LinkedAccount {
         AccountConfig::Metabase(MetabaseConfig {
             base_url: BaseUrl::parse(&sim.base_url()).unwrap(),
             session_max_age_minutes: None,
+            rate_limit: None,
         }),
         Credentials::parse(Provider::Metabase, credentials).unwrap(),
         VendorHttp::new(Duration::from_secs(30)).unwrap(),
-        &SessionRegistry::default(),
+        // No retries: these tests check how each vendor answer maps.
+        &VendorGuards::new(RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        }),
         Arc::new(SystemClock),
     )
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use rollcall_connectors::mode::ModeDirectory;
 use rollcall_connectors::{
     AccountConfig, Added, ConnectorError, Credentials, Directory, DirectoryError, GroupPatch,
-    LinkedAccount, MembershipQuery, ModeConfig, NewGroup, NewUser, PageRequest, SessionRegistry,
-    UserPatch, UserQuery, VendorHttp,
+    LinkedAccount, MembershipQuery, ModeConfig, NewGroup, NewUser, PageRequest, UserPatch,
+    UserQuery, VendorGuards, VendorHttp,
 };
 use rollcall_core::unified::{GroupMembership, RoleType, User, UserStatus};
 use rollcall_core::{Provider, SystemClock};
@@ -44,6 +44,12 @@ impl Harness {
         let config = ModeConfig {
             base_url: rollcall_connectors::BaseUrl::parse(&sim.base_url()).unwrap(),
             workspace: fx.workspace.clone(),
+            // The simulator's own limit is set per test; the connector's
+            // limiter is exercised by the server's resilience tests.
+            rate_limit: Some(rollcall_connectors::config::RateLimit {
+                requests: 1_000_000,
+                per_seconds: 1,
+            }),
         };
         Self {
             sim,
@@ -64,7 +70,10 @@ impl Harness {
             AccountConfig::Mode(self.config.clone()),
             Credentials::parse(Provider::Mode, json!({"token": token, "secret": secret})).unwrap(),
             self.vendor.clone(),
-            &SessionRegistry::default(),
+            &VendorGuards::new(rollcall_connectors::RetryPolicy {
+                max_retries: 0,
+                ..rollcall_connectors::RetryPolicy::default()
+            }),
             Arc::new(SystemClock),
         )
     }

@@ -71,6 +71,9 @@ pub struct ErrorBody {
     pub request_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteAnswer>,
+    /// Seconds after which a retry may succeed (also sent as `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// What the vendor answered, attached when a vendor call caused the error.

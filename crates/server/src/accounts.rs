@@ -50,6 +50,10 @@ pub struct AccountView {
     /// Which kind of credential is stored (`mode_token`, `metabase_api_key`, ...).
     #[schema(value_type = String)]
     pub credential_type: &'static str,
+    /// `closed`, or `open`/`half_open` while calls fail fast after repeated
+    /// vendor failures.
+    #[schema(value_type = String)]
+    pub circuit: &'static str,
     pub created_at: String,
     pub updated_at: String,
     #[schema(value_type = Option<Object>)]
@@ -96,6 +100,9 @@ pub fn view(state: &AppState, row: &AccountRow) -> AccountView {
         status: row.status.as_str(),
         status_detail: row.status_detail.clone(),
         credential_type,
+        circuit: state
+            .guards
+            .circuit_state(row.id.as_str(), state.clock.now_millis()),
         created_at: rfc3339_from_millis(row.created_at),
         updated_at: rfc3339_from_millis(row.updated_at),
         last_sync: None,
@@ -177,10 +184,14 @@ pub fn connector_error(e: ConnectorError) -> ApiError {
             ErrorCode::ProviderUnavailable
         }
         ConnectorError::Vendor(_) | ConnectorError::BadResponse(_) => ErrorCode::ProviderError,
-        ConnectorError::Unreachable(_) => ErrorCode::ProviderUnavailable,
+        ConnectorError::Unreachable(_) | ConnectorError::CircuitOpen { .. } => {
+            ErrorCode::ProviderUnavailable
+        }
+        ConnectorError::RateLimited { .. } => ErrorCode::ProviderRateLimited,
         ConnectorError::Request(_) => ErrorCode::InvalidRequest,
     };
     let mut error = ApiError::new(code, message);
+    error.retry_after = e.retry_after_secs();
     if let Some(remote) = remote {
         error = error.with_remote(remote.status, remote.body);
     }
@@ -208,7 +219,7 @@ fn linked(
         config,
         credentials,
         state.vendor_http.clone(),
-        &state.sessions,
+        &state.guards,
         state.clock.clone(),
     )
 }
@@ -328,7 +339,7 @@ pub async fn link_account(
         .verify()
         .await
     {
-        state.sessions.forget(row.id.as_str());
+        state.guards.sessions.forget(row.id.as_str());
         return Err(connector_error(e));
     }
     match &linker {
@@ -557,7 +568,7 @@ async fn update(
         return Err(ApiError::not_found("no such integrated account"));
     }
     if vendor_facing_change {
-        state.sessions.forget(row.id.as_str());
+        state.guards.sessions.forget(row.id.as_str());
     }
     audit::record(
         &state,
@@ -596,7 +607,7 @@ async fn remove(
     {
         return Err(ApiError::not_found("no such integrated account"));
     }
-    state.sessions.forget(row.id.as_str());
+    state.guards.sessions.forget(row.id.as_str());
     audit::record(
         &state,
         AuditEntry {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use rollcall_connectors::{SessionRegistry, VendorHttp};
+use rollcall_connectors::{RetryPolicy, VendorGuards, VendorHttp};
 use rollcall_core::SharedClock;
 use rollcall_store::Store;
 use rollcall_vault::Vault;
@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::{accounts, docs, health, idempotency, link, proxy, request_id, unified};
+use crate::{accounts, docs, health, idempotency, link, proxy, ratelimit, request_id, unified};
 
 /// Everything a handler may need, cheap to clone.
 #[derive(Clone, Debug)]
@@ -30,8 +30,9 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// The one outbound client for every vendor call.
     pub vendor_http: VendorHttp,
-    /// Metabase sessions shared by every call in the process.
-    pub sessions: Arc<SessionRegistry>,
+    /// Rate limiters, circuit breakers and Metabase sessions shared by
+    /// every vendor call in the process.
+    pub guards: Arc<VendorGuards>,
 }
 
 impl AppState {
@@ -43,13 +44,18 @@ impl AppState {
     ) -> Result<Self, rollcall_connectors::ConnectorError> {
         let vendor_http =
             VendorHttp::new(std::time::Duration::from_secs(settings.vendor_timeout_secs))?;
+        let policy = RetryPolicy {
+            deadline: std::time::Duration::from_secs(settings.vendor_deadline_secs),
+            cooldown: std::time::Duration::from_secs(settings.circuit_cooldown_secs),
+            ..RetryPolicy::default()
+        };
         Ok(Self {
             store,
             clock,
             settings: Arc::new(settings),
             vault: Arc::new(vault),
             vendor_http,
-            sessions: Arc::default(),
+            guards: Arc::new(VendorGuards::new(policy)),
         })
     }
 }
@@ -127,13 +133,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::middleware,
         ))
+        .layer(middleware::from_fn(ratelimit::middleware))
         .split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     let document = Arc::new(openapi().to_pretty_json().unwrap_or_default());
     Router::new()
         .merge(api)
         .merge(public)
-        .merge(proxy::routes())
+        .merge(proxy::routes().layer(middleware::from_fn(ratelimit::middleware)))
         .merge(docs::routes(document))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -50,6 +50,11 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// How long one vendor call may take.
     pub vendor_timeout_secs: u64,
+    /// How long one request may spend on a vendor, waiting for rate-limit
+    /// room and retrying included.
+    pub vendor_deadline_secs: u64,
+    /// How long an account's circuit stays open after repeated failures.
+    pub circuit_cooldown_secs: u64,
     /// The largest request body the proxy forwards.
     pub proxy_max_body_bytes: usize,
     /// How long a link-token URL stays valid.
@@ -77,6 +82,8 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             public_url: None,
             vendor_timeout_secs: 30,
+            vendor_deadline_secs: 30,
+            circuit_cooldown_secs: 30,
             proxy_max_body_bytes: 10 * 1024 * 1024,
             link_token_ttl_secs: 30 * 60,
         }
@@ -95,6 +102,8 @@ struct FileSettings {
     log_format: Option<LogFormat>,
     public_url: Option<String>,
     vendor_timeout_secs: Option<u64>,
+    vendor_deadline_secs: Option<u64>,
+    circuit_cooldown_secs: Option<u64>,
     proxy_max_body_bytes: Option<usize>,
     link_token_ttl_secs: Option<u64>,
 }
@@ -129,6 +138,8 @@ const KNOWN_ENV: &[&str] = &[
     "ROLLCALL_LOG_FORMAT",
     "ROLLCALL_PUBLIC_URL",
     "ROLLCALL_VENDOR_TIMEOUT_SECS",
+    "ROLLCALL_VENDOR_DEADLINE_SECS",
+    "ROLLCALL_CIRCUIT_COOLDOWN_SECS",
     "ROLLCALL_PROXY_MAX_BODY_BYTES",
     "ROLLCALL_LINK_TOKEN_TTL_SECS",
     // Read by the client commands (users, groups, members), not the server.
@@ -203,6 +214,12 @@ impl Settings {
         if let Some(v) = file.vendor_timeout_secs {
             self.vendor_timeout_secs = v;
         }
+        if let Some(v) = file.vendor_deadline_secs {
+            self.vendor_deadline_secs = v;
+        }
+        if let Some(v) = file.circuit_cooldown_secs {
+            self.circuit_cooldown_secs = v;
+        }
         if let Some(v) = file.proxy_max_body_bytes {
             self.proxy_max_body_bytes = v;
         }
@@ -244,6 +261,10 @@ impl Settings {
                 }
                 "ROLLCALL_PUBLIC_URL" => self.public_url = Some(value.clone()),
                 "ROLLCALL_VENDOR_TIMEOUT_SECS" => self.vendor_timeout_secs = number(name, value)?,
+                "ROLLCALL_VENDOR_DEADLINE_SECS" => self.vendor_deadline_secs = number(name, value)?,
+                "ROLLCALL_CIRCUIT_COOLDOWN_SECS" => {
+                    self.circuit_cooldown_secs = number(name, value)?
+                }
                 "ROLLCALL_PROXY_MAX_BODY_BYTES" => self.proxy_max_body_bytes = number(name, value)?,
                 "ROLLCALL_LINK_TOKEN_TTL_SECS" => self.link_token_ttl_secs = number(name, value)?,
                 _ => {

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub status_override: Option<StatusCode>,
     pub message: String,
     pub remote: Option<RemoteAnswer>,
+    /// Seconds after which a retry may succeed (rate limits, open circuits).
+    pub retry_after: Option<u64>,
     /// What really went wrong, for the log only.
     pub cause: Option<String>,
 }
@@ -26,6 +28,7 @@ impl ApiError {
             status_override: None,
             message: message.into(),
             remote: None,
+            retry_after: None,
             cause: None,
         }
     }

@@ -142,6 +142,7 @@ async fn remember(
                 message: error.message.clone(),
                 request_id: request_id.to_owned(),
                 remote: error.remote.clone(),
+                retry_after: error.retry_after,
             },
         })
         .unwrap_or_default()

@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod link;
 pub mod proxy;
+pub mod ratelimit;
 pub mod request_id;
 pub mod rotation;
 pub mod telemetry;

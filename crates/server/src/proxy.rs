@@ -114,6 +114,7 @@ async fn forward(
         }
     };
 
+    crate::ratelimit::record(account.rate_snapshot());
     let status = response.status();
     if status == StatusCode::UNAUTHORIZED {
         note_vendor_verdict(

@@ -79,10 +79,16 @@ fn render(error: ApiError, request_id: &str) -> Response {
             message: error.message,
             request_id: request_id.to_owned(),
             remote: error.remote,
+            retry_after: error.retry_after,
         },
     };
     let unauthenticated = code == rollcall_core::ErrorCode::Unauthenticated;
     let mut response = (status, axum::Json(body)).into_response();
+    if let Some(secs) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     if unauthenticated {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -82,9 +82,11 @@ async fn target(
 /// about the stored credentials along the way.
 async fn settle<T>(
     state: &AppState,
-    row: &AccountRow,
+    t: &Target,
     result: Result<T, DirectoryError>,
 ) -> Result<T, ApiError> {
+    crate::ratelimit::record(t.account.rate_snapshot());
+    let row = &t.row;
     match result {
         Ok(value) => {
             note_vendor_verdict(state, row, true, None).await;
@@ -268,7 +270,7 @@ async fn list_users(
         p.include_remote_data,
     )?;
     let result = t.directory().list_users(&query, &page).await;
-    let page = settle(&state, &t.row, result).await?;
+    let page = settle(&state, &t, result).await?;
     Ok(Json(envelope(&state, &key, page)))
 }
 
@@ -286,7 +288,7 @@ async fn get_user(
         .directory()
         .get_user(&id, p.include_remote_data.unwrap_or(false))
         .await;
-    Ok(Json(settle(&state, &t.row, result).await?))
+    Ok(Json(settle(&state, &t, result).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -339,7 +341,7 @@ async fn create_user(
     };
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().create_user(&input).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     let id = outcome
         .as_ref()
         .map_or(input.email.clone(), |u| u.id.clone());
@@ -392,7 +394,7 @@ async fn update_user(
     }
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().update_user(&id, &patch).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     audit_change(
         &state,
         &caller,
@@ -419,7 +421,7 @@ async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().delete_user(&id).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     audit_change(
         &state,
         &caller,
@@ -467,7 +469,7 @@ async fn list_groups(
         p.include_remote_data,
     )?;
     let result = t.directory().list_groups(&page).await;
-    let page = settle(&state, &t.row, result).await?;
+    let page = settle(&state, &t, result).await?;
     Ok(Json(envelope(&state, &key, page)))
 }
 
@@ -485,7 +487,7 @@ async fn get_group(
         .directory()
         .get_group(&id, p.include_remote_data.unwrap_or(false))
         .await;
-    Ok(Json(settle(&state, &t.row, result).await?))
+    Ok(Json(settle(&state, &t, result).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -522,7 +524,7 @@ async fn create_group(
     };
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().create_group(&input).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     let id = outcome
         .as_ref()
         .map_or(input.name.clone(), |g| g.id.clone());
@@ -562,7 +564,7 @@ async fn update_group(
     }
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().update_group(&id, &patch).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     audit_change(
         &state,
         &caller,
@@ -589,7 +591,7 @@ async fn delete_group(
 ) -> Result<StatusCode, ApiError> {
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().delete_group(&id).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     audit_change(
         &state,
         &caller,
@@ -641,7 +643,7 @@ async fn list_memberships(
     );
     let page = page_request(&state, &key, p.limit, p.next_cursor.as_deref(), None)?;
     let result = t.directory().list_group_memberships(&query, &page).await;
-    let page = settle(&state, &t.row, result).await?;
+    let page = settle(&state, &t, result).await?;
     Ok(Json(envelope(&state, &key, page)))
 }
 
@@ -672,7 +674,7 @@ async fn add_membership(
         .directory()
         .add_group_membership(&body.group_id, &body.user_id)
         .await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     let id = GroupMembership::id_for(&body.group_id, &body.user_id);
     match outcome {
         Ok((membership, Added::AlreadyPresent)) => {
@@ -713,7 +715,7 @@ async fn remove_membership(
     }
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().remove_group_membership(&id).await;
-    let outcome = settle(&state, &t.row, result).await;
+    let outcome = settle(&state, &t, result).await;
     audit_change(
         &state,
         &caller,
@@ -740,7 +742,7 @@ async fn list_roles(
 ) -> Result<Json<ListEnvelope<Role>>, ApiError> {
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().list_roles().await;
-    let roles = settle(&state, &t.row, result).await?;
+    let roles = settle(&state, &t, result).await?;
     Ok(Json(ListEnvelope::new(roles, None, false)))
 }
 
@@ -755,7 +757,7 @@ async fn get_role(
 ) -> Result<Json<Role>, ApiError> {
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().get_role(&id).await;
-    Ok(Json(settle(&state, &t.row, result).await?))
+    Ok(Json(settle(&state, &t, result).await?))
 }
 
 /// Who the linked credential acts as.
@@ -768,5 +770,5 @@ async fn me(
 ) -> Result<Json<Me>, ApiError> {
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().me().await;
-    Ok(Json(settle(&state, &t.row, result).await?))
+    Ok(Json(settle(&state, &t, result).await?))
 }

@@ -68,6 +68,8 @@ pub struct TestApp {
     /// costs far more than a request.
     http: reqwest::Client,
     http_no_redirects: reqwest::Client,
+    /// The Mode simulator enforces no limit, so linked accounts say so too.
+    mode_unlimited: bool,
     pub _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -175,6 +177,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         dir,
         key_file,
         http: reqwest::Client::new(),
+        mode_unlimited: options.mode_unlimited,
         http_no_redirects: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -186,10 +189,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 impl TestApp {
     pub fn mode_link_body(&self) -> Value {
         let f = self.mode.fixtures();
+        let mut config = json!({ "base_url": self.mode.base_url(), "workspace": f.workspace });
+        if self.mode_unlimited {
+            config["rate_limit"] = json!({ "requests": 1_000_000, "per_seconds": 1 });
+        }
         json!({
             "provider": "mode",
             "label": "Acme Mode",
-            "config": { "base_url": self.mode.base_url(), "workspace": f.workspace },
+            "config": config,
             "credentials": { "token": f.admin.token, "secret": f.admin.secret },
         })
     }

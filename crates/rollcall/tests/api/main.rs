@@ -13,6 +13,7 @@ mod keys;
 mod link_page;
 mod openapi;
 mod proxy;
+mod resilience;
 mod rotation;
 mod secrets;
 mod sessions;

@@ -1,0 +1,41 @@
+//! `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset` on unified
+//! and proxy responses: the vendor allowance of the credential the call
+//! spent, as the limiter sees it after the vendor's own headers. Handlers
+//! `record` it; the middleware writes the headers.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use rollcall_connectors::RateSnapshot;
+
+tokio::task_local! {
+    static SLOT: Arc<Mutex<Option<RateSnapshot>>>;
+}
+
+/// Notes the allowance left after this request's vendor call(s).
+pub fn record(snapshot: Option<RateSnapshot>) {
+    if snapshot.is_none() {
+        return;
+    }
+    let _ = SLOT.try_with(|slot| {
+        if let Ok(mut current) = slot.lock() {
+            *current = snapshot;
+        }
+    });
+}
+
+pub async fn middleware(request: Request, next: Next) -> Response {
+    let slot: Arc<Mutex<Option<RateSnapshot>>> = Arc::default();
+    let mut response = SLOT.scope(slot.clone(), next.run(request)).await;
+    let snapshot = slot.lock().ok().and_then(|s| *s);
+    if let Some(s) = snapshot {
+        let headers = response.headers_mut();
+        headers.insert("ratelimit-limit", HeaderValue::from(s.limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(s.remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(s.reset_secs));
+    }
+    response
+}
