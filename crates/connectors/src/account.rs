@@ -81,10 +81,11 @@ impl VendorAnswer {
     /// naming the vendor status, never a panic.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConnectorError> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            ConnectorError::BadResponse(format!(
-                "HTTP {} answer is not the expected JSON: {e}",
-                self.status
-            ))
+            // The raw answer helps whoever debugs the vendor; capped, and
+            // only at debug level.
+            let raw: String = String::from_utf8_lossy(&self.body).chars().take(2_048).collect();
+            tracing::debug!(status = self.status, body = %raw, error = %e, "unreadable vendor answer");
+            ConnectorError::BadResponse(format!("HTTP {} answer is not the expected JSON: {e}", self.status))
         })
     }
 

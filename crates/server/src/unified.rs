@@ -92,7 +92,19 @@ async fn settle<T>(
             note_vendor_verdict(state, row, true, None).await;
             Ok(value)
         }
-        Err(error) => Err(directory_error(state, row, error).await),
+        Err(error) => {
+            let mut error = directory_error(state, row, error).await;
+            // A vendor that ran out of patience for us: say when to come back.
+            if error.retry_after.is_none()
+                && matches!(
+                    error.code,
+                    ErrorCode::ProviderRateLimited | ErrorCode::ProviderUnavailable
+                )
+            {
+                error.retry_after = t.account.rate_snapshot().map(|s| s.reset_secs.max(1));
+            }
+            Err(error)
+        }
     }
 }
 
