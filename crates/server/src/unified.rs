@@ -141,46 +141,65 @@ async fn directory_error(state: &AppState, row: &AccountRow, error: DirectoryErr
     }
 }
 
-/// Records a change made (or attempted) at a vendor.
-#[allow(clippy::too_many_arguments)]
-async fn audit_change<T: Serialize>(
-    state: &AppState,
-    caller: &Caller,
-    request_id: &RequestId,
-    row: &AccountRow,
-    action: &str,
-    target_type: &str,
-    target_id: &str,
-    outcome: &Result<T, ApiError>,
-) {
-    let (after, audit_outcome, detail) = match outcome {
-        Ok(value) => (
-            serde_json::to_value(value).ok(),
-            AuditOutcome::Success,
-            None,
-        ),
-        Err(e) => (
-            None,
-            AuditOutcome::Failure,
-            Some(format!("{}: {}", e.code, e.message)),
-        ),
-    };
-    audit::record(
-        state,
-        AuditEntry {
-            tenant: &caller.tenant_id,
-            actor: &caller.actor(),
-            action,
-            target_type,
-            target_id: &format!("{}/{target_id}", row.id),
-            request_id: Some(&request_id.0),
-            before: None,
-            after,
-            outcome: audit_outcome,
-            detail,
-        },
-    )
-    .await;
+/// Audits the changes one request makes (or attempts) at a vendor.
+struct Auditor<'a> {
+    state: &'a AppState,
+    caller: &'a Caller,
+    request_id: &'a RequestId,
+    row: &'a AccountRow,
+}
+
+impl<'a> Auditor<'a> {
+    fn new(
+        state: &'a AppState,
+        caller: &'a Caller,
+        request_id: &'a RequestId,
+        target: &'a Target,
+    ) -> Self {
+        Self {
+            state,
+            caller,
+            request_id,
+            row: &target.row,
+        }
+    }
+
+    async fn record<T: Serialize>(
+        &self,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+        outcome: &Result<T, ApiError>,
+    ) {
+        let (after, audit_outcome, detail) = match outcome {
+            Ok(value) => (
+                serde_json::to_value(value).ok(),
+                AuditOutcome::Success,
+                None,
+            ),
+            Err(e) => (
+                None,
+                AuditOutcome::Failure,
+                Some(format!("{}: {}", e.code, e.message)),
+            ),
+        };
+        audit::record(
+            self.state,
+            AuditEntry {
+                tenant: &self.caller.tenant_id,
+                actor: &self.caller.actor(),
+                action,
+                target_type,
+                target_id: &format!("{}/{target_id}", self.row.id),
+                request_id: Some(&self.request_id.0),
+                before: None,
+                after,
+                outcome: audit_outcome,
+                detail,
+            },
+        )
+        .await;
+    }
 }
 
 fn list_key(resource: &str, caller: &Caller, account: &str, filters: &str) -> String {
@@ -357,17 +376,9 @@ async fn create_user(
     let id = outcome
         .as_ref()
         .map_or(input.email.clone(), |u| u.id.clone());
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "user.created",
-        "user",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record("user.created", "user", &id, &outcome)
+        .await;
     Ok((StatusCode::CREATED, Json(outcome?)).into_response())
 }
 
@@ -407,17 +418,9 @@ async fn update_user(
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().update_user(&id, &patch).await;
     let outcome = settle(&state, &t, result).await;
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "user.updated",
-        "user",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record("user.updated", "user", &id, &outcome)
+        .await;
     Ok(Json(outcome?))
 }
 
@@ -434,17 +437,9 @@ async fn delete_user(
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().delete_user(&id).await;
     let outcome = settle(&state, &t, result).await;
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "user.deprovisioned",
-        "user",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record("user.deprovisioned", "user", &id, &outcome)
+        .await;
     outcome.map(|()| StatusCode::NO_CONTENT)
 }
 
@@ -540,17 +535,9 @@ async fn create_group(
     let id = outcome
         .as_ref()
         .map_or(input.name.clone(), |g| g.id.clone());
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "group.created",
-        "group",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record("group.created", "group", &id, &outcome)
+        .await;
     Ok((StatusCode::CREATED, Json(outcome?)).into_response())
 }
 
@@ -577,17 +564,9 @@ async fn update_group(
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().update_group(&id, &patch).await;
     let outcome = settle(&state, &t, result).await;
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "group.updated",
-        "group",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record("group.updated", "group", &id, &outcome)
+        .await;
     Ok(Json(outcome?))
 }
 
@@ -604,17 +583,9 @@ async fn delete_group(
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().delete_group(&id).await;
     let outcome = settle(&state, &t, result).await;
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "group.deleted",
-        "group",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record("group.deleted", "group", &id, &outcome)
+        .await;
     outcome.map(|()| StatusCode::NO_CONTENT)
 }
 
@@ -694,17 +665,9 @@ async fn add_membership(
         }
         created => {
             let created = created.map(|(m, _)| m);
-            audit_change(
-                &state,
-                &caller,
-                &request_id,
-                &t.row,
-                "group_membership.added",
-                "group_membership",
-                &id,
-                &created,
-            )
-            .await;
+            Auditor::new(&state, &caller, &request_id, &t)
+                .record("group_membership.added", "group_membership", &id, &created)
+                .await;
             Ok((StatusCode::CREATED, Json(created?)).into_response())
         }
     }
@@ -728,17 +691,14 @@ async fn remove_membership(
     let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
     let result = t.directory().remove_group_membership(&id).await;
     let outcome = settle(&state, &t, result).await;
-    audit_change(
-        &state,
-        &caller,
-        &request_id,
-        &t.row,
-        "group_membership.removed",
-        "group_membership",
-        &id,
-        &outcome,
-    )
-    .await;
+    Auditor::new(&state, &caller, &request_id, &t)
+        .record(
+            "group_membership.removed",
+            "group_membership",
+            &id,
+            &outcome,
+        )
+        .await;
     outcome.map(|()| StatusCode::NO_CONTENT)
 }
 
