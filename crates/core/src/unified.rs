@@ -116,6 +116,28 @@ pub struct Role {
     pub applicable_in: RoleScope,
 }
 
+impl Role {
+    /// The workspace-wide admin role every vendor here has.
+    pub fn workspace_admin() -> Self {
+        Self {
+            id: "admin".into(),
+            name: "Admin".into(),
+            role_type: RoleType::Admin,
+            applicable_in: RoleScope::Workspace,
+        }
+    }
+
+    /// The plain workspace member role every vendor here has.
+    pub fn workspace_member() -> Self {
+        Self {
+            id: "member".into(),
+            name: "Member".into(),
+            role_type: RoleType::Member,
+            applicable_in: RoleScope::Workspace,
+        }
+    }
+}
+
 /// Who the linked credential acts as.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Me {

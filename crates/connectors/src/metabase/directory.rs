@@ -290,18 +290,8 @@ fn to_membership(group_id: u64, user_id: u64) -> GroupMembership {
 
 fn roles() -> Vec<Role> {
     vec![
-        Role {
-            id: "admin".into(),
-            name: "Admin".into(),
-            role_type: RoleType::Admin,
-            applicable_in: RoleScope::Workspace,
-        },
-        Role {
-            id: "member".into(),
-            name: "Member".into(),
-            role_type: RoleType::Member,
-            applicable_in: RoleScope::Workspace,
-        },
+        Role::workspace_admin(),
+        Role::workspace_member(),
         Role {
             id: "group_manager".into(),
             name: "Group manager".into(),

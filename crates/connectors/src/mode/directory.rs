@@ -7,9 +7,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use http::{HeaderValue, Method};
 use rollcall_core::Provider;
-use rollcall_core::unified::{
-    Group, GroupMembership, Me, Ref, Role, RoleScope, RoleType, User, UserStatus,
-};
+use rollcall_core::unified::{Group, GroupMembership, Me, Ref, Role, User, UserStatus};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -202,20 +200,7 @@ fn membership_from(group_id: &str, user_id: &str) -> GroupMembership {
 }
 
 fn static_roles() -> Vec<Role> {
-    vec![
-        Role {
-            id: "admin".into(),
-            name: "Admin".into(),
-            role_type: RoleType::Admin,
-            applicable_in: RoleScope::Workspace,
-        },
-        Role {
-            id: "member".into(),
-            name: "Member".into(),
-            role_type: RoleType::Member,
-            applicable_in: RoleScope::Workspace,
-        },
-    ]
+    vec![Role::workspace_admin(), Role::workspace_member()]
 }
 
 // ---- calling Mode -------------------------------------------------------------------
