@@ -227,7 +227,7 @@ impl LinkedAccount {
         let mut last_remote: Option<Remote> = None;
         for attempt in 0.. {
             let now = clock.now_millis();
-            if let Err(open) = self.breaker.admit(now) {
+            if let Err(open) = self.breaker.admit(now, &self.policy) {
                 return Err(ConnectorError::CircuitOpen {
                     retry_in_secs: open.retry_in_secs,
                     remote: last_remote,

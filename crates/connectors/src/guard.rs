@@ -270,7 +270,9 @@ pub(crate) struct Breaker {
 struct BreakerState {
     consecutive_failures: u32,
     open_until: Option<i64>,
-    probing: bool,
+    /// When the probe in flight started. A probe whose caller went away
+    /// never reports back, so after a cool-down another one may go.
+    probing_since: Option<i64>,
 }
 
 /// A call refused because the account's circuit is open.
@@ -281,19 +283,21 @@ pub(crate) struct Open {
 
 impl Breaker {
     /// May a call go to the vendor now? After the cool-down one probe may.
-    pub(crate) fn admit(&self, now: i64) -> Result<(), Open> {
+    pub(crate) fn admit(&self, now: i64, policy: &RetryPolicy) -> Result<(), Open> {
         let Ok(mut s) = self.state.lock() else {
             return Ok(());
         };
+        let cooldown = i64::try_from(policy.cooldown.as_millis()).unwrap_or(i64::MAX / 4);
+        let probe_in_flight = s.probing_since.is_some_and(|t| now - t < cooldown);
         match s.open_until {
             None => Ok(()),
-            Some(until) if now < until || s.probing => Err(Open {
-                retry_in_secs: u64::try_from((until - now + 999) / 1000)
+            Some(until) if now < until || probe_in_flight => Err(Open {
+                retry_in_secs: u64::try_from((until.max(now) - now + 999) / 1000)
                     .unwrap_or(1)
                     .max(1),
             }),
             Some(_) => {
-                s.probing = true;
+                s.probing_since = Some(now);
                 Ok(())
             }
         }
@@ -308,10 +312,10 @@ impl Breaker {
     pub(crate) fn failed(&self, now: i64, policy: &RetryPolicy) {
         let Ok(mut s) = self.state.lock() else { return };
         s.consecutive_failures += 1;
-        if s.probing || s.consecutive_failures >= policy.failure_threshold {
+        if s.probing_since.is_some() || s.consecutive_failures >= policy.failure_threshold {
             s.open_until =
                 Some(now + i64::try_from(policy.cooldown.as_millis()).unwrap_or(i64::MAX / 4));
-            s.probing = false;
+            s.probing_since = None;
         }
     }
 
@@ -319,7 +323,7 @@ impl Breaker {
         match self.state.lock() {
             Ok(s) => match s.open_until {
                 None => "closed",
-                Some(_) if s.probing => "half_open",
+                Some(_) if s.probing_since.is_some() => "half_open",
                 Some(until) if now < until => "open",
                 Some(_) => "half_open",
             },
@@ -375,17 +379,20 @@ mod tests {
         };
         let breaker = Breaker::default();
         breaker.failed(0, &policy);
-        assert!(breaker.admit(1).is_ok());
+        assert!(breaker.admit(1, &policy).is_ok());
         breaker.failed(1, &policy);
         assert_eq!(breaker.state(2), "open");
-        assert!(breaker.admit(2).is_err());
-        assert!(breaker.admit(6_000).is_ok(), "the probe");
-        assert!(breaker.admit(6_001).is_err(), "only one probe at a time");
+        assert!(breaker.admit(2, &policy).is_err());
+        assert!(breaker.admit(6_000, &policy).is_ok(), "the probe");
+        assert!(breaker.admit(6_001, &policy).is_err(), "only one probe at a time");
         breaker.failed(6_002, &policy);
         assert_eq!(breaker.state(6_003), "open", "a failed probe reopens");
-        assert!(breaker.admit(11_100).is_ok());
+        assert!(breaker.admit(11_100, &policy).is_ok());
+        // That probe's caller went away: after a cool-down another may go.
+        assert!(breaker.admit(12_000, &policy).is_err());
+        assert!(breaker.admit(16_200, &policy).is_ok());
         breaker.succeeded();
-        assert_eq!(breaker.state(11_200), "closed");
+        assert_eq!(breaker.state(16_300), "closed");
     }
 
     #[test]

@@ -48,13 +48,30 @@ fn opt(name: &str, value: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// Writes a line to stdout. A reader that went away (`| head`) ends the
+/// output quietly instead of panicking as `println!` would.
+fn out(line: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+}
+
+fn finish(result: std::io::Result<()>) -> anyhow::Result<ExitCode> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        other => {
+            other?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(ExitCode::SUCCESS)
+    finish(out(&serde_json::to_string_pretty(value)?))
 }
 
 /// Left-aligned columns sized to their widest cell.
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -71,13 +88,11 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
             .trim_end()
             .to_owned()
     };
-    println!(
-        "{}",
-        line(headers.iter().map(|h| h.to_uppercase()).collect())
-    );
+    out(&line(headers.iter().map(|h| h.to_uppercase()).collect()))?;
     for row in rows {
-        println!("{}", line(row));
+        out(&line(row))?;
     }
+    Ok(())
 }
 
 fn dash(value: Option<&str>) -> String {
@@ -112,7 +127,7 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
             if target.json {
                 return print_json(&users);
             }
-            print_table(
+            let printed = print_table(
                 &[
                     "id",
                     "username",
@@ -146,7 +161,7 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
                     "(the vendor's list leaves some fields out; `rollcall users get` has them all)"
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            finish(printed)
         }
         UsersCommand::Get { target, id } => {
             let user = client(&target).user(&target.account, &id).await?;
@@ -165,7 +180,7 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
                 .map(|r| r.name.clone())
                 .collect::<Vec<_>>()
                 .join(", ");
-            print_table(
+            let printed = print_table(
                 &["field", "value"],
                 vec![
                     vec!["id".into(), user.id.clone()],
@@ -179,7 +194,7 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
                     vec!["last active".into(), dash(user.last_active_at.as_deref())],
                 ],
             );
-            Ok(ExitCode::SUCCESS)
+            finish(printed)
         }
     }
 }
@@ -197,7 +212,7 @@ pub async fn groups(command: GroupsCommand) -> anyhow::Result<ExitCode> {
             if target.json {
                 return print_json(&groups);
             }
-            print_table(
+            let printed = print_table(
                 &["id", "name", "members", "built-in"],
                 groups
                     .iter()
@@ -215,14 +230,14 @@ pub async fn groups(command: GroupsCommand) -> anyhow::Result<ExitCode> {
                     })
                     .collect(),
             );
-            Ok(ExitCode::SUCCESS)
+            finish(printed)
         }
         GroupsCommand::Get { target, id } => {
             let group = client(&target).group(&target.account, &id).await?;
             if target.json {
                 return print_json(&group);
             }
-            print_table(
+            let printed = print_table(
                 &["id", "name", "members", "built-in"],
                 vec![vec![
                     group.id.clone(),
@@ -231,7 +246,7 @@ pub async fn groups(command: GroupsCommand) -> anyhow::Result<ExitCode> {
                     group.is_builtin.to_string(),
                 ]],
             );
-            Ok(ExitCode::SUCCESS)
+            finish(printed)
         }
     }
 }
@@ -260,14 +275,14 @@ pub async fn members(command: MembersCommand) -> anyhow::Result<ExitCode> {
             if target.json {
                 return print_json(&memberships);
             }
-            print_table(
+            let printed = print_table(
                 &["id", "group", "user"],
                 memberships
                     .iter()
                     .map(|m| vec![m.id.clone(), m.group_id.clone(), m.user_id.clone()])
                     .collect(),
             );
-            Ok(ExitCode::SUCCESS)
+            finish(printed)
         }
         MembersCommand::Add {
             target,
@@ -280,11 +295,10 @@ pub async fn members(command: MembersCommand) -> anyhow::Result<ExitCode> {
             if target.json {
                 return print_json(&membership);
             }
-            println!(
+            finish(out(&format!(
                 "{} is a member of {} ({})",
                 membership.user_id, membership.group_id, membership.id
-            );
-            Ok(ExitCode::SUCCESS)
+            )))
         }
         MembersCommand::Remove {
             target,
@@ -294,10 +308,10 @@ pub async fn members(command: MembersCommand) -> anyhow::Result<ExitCode> {
             client(&target)
                 .remove_member(&target.account, &group, &user)
                 .await?;
-            if !target.json {
-                println!("{user} removed from {group}");
+            if target.json {
+                return Ok(ExitCode::SUCCESS);
             }
-            Ok(ExitCode::SUCCESS)
+            finish(out(&format!("{user} removed from {group}")))
         }
     }
 }

@@ -238,3 +238,40 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "demo exited with {exit:?}");
 }
+
+/// `rollcall users list | head` must end quietly when the reader goes away.
+#[tokio::test]
+async fn client_commands_survive_a_closed_stdout() {
+    let app = spawn_app().await;
+    let account = app
+        .acme
+        .create_account(&app.mode_link_body())
+        .await
+        .unwrap();
+    let (url, key, id) = (app.base_url.clone(), app.key.clone(), account.id.clone());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = rollcall_bin()
+            .args([
+                "users",
+                "list",
+                "--account",
+                &id,
+                "--url",
+                &url,
+                "--api-key",
+                &key,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the command writes its first line.
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
