@@ -384,7 +384,10 @@ mod tests {
         assert_eq!(breaker.state(2), "open");
         assert!(breaker.admit(2, &policy).is_err());
         assert!(breaker.admit(6_000, &policy).is_ok(), "the probe");
-        assert!(breaker.admit(6_001, &policy).is_err(), "only one probe at a time");
+        assert!(
+            breaker.admit(6_001, &policy).is_err(),
+            "only one probe at a time"
+        );
         breaker.failed(6_002, &policy);
         assert_eq!(breaker.state(6_003), "open", "a failed probe reopens");
         assert!(breaker.admit(11_100, &policy).is_ok());
