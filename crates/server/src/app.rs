@@ -18,7 +18,9 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Settings;
 use crate::error::ApiError;
-use crate::{accounts, docs, health, idempotency, link, proxy, ratelimit, request_id, unified};
+use crate::{
+    accounts, audit, docs, health, idempotency, link, proxy, ratelimit, request_id, unified,
+};
 
 /// Everything a handler may need, cheap to clone.
 #[derive(Clone, Debug)]
@@ -64,6 +66,7 @@ impl AppState {
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(accounts::routes())
+        .merge(audit::routes())
         .merge(link::token_routes())
         .merge(unified::routes())
 }

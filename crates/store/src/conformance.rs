@@ -6,8 +6,8 @@ use rollcall_core::Provider;
 use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
 use crate::{
-    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, IdempotencyClaim,
-    LinkTokenRow, Store, StoreError, TenantRow,
+    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditFilter, AuditOutcome, AuditRow,
+    IdempotencyClaim, LinkTokenRow, Store, StoreError, TenantRow,
 };
 
 fn tenant(name: &str) -> TenantRow {
@@ -411,6 +411,80 @@ pub async fn idempotency_keys_claim_replay_and_expire(store: &dyn Store) {
     assert_eq!(claim(a, [9; 32], 5_000).await, IdempotencyClaim::Claimed);
 }
 
+pub async fn audit_rows_filter_and_page_newest_first(store: &dyn Store) {
+    let (a, _) = two_tenants(store).await;
+    for i in 0..10 {
+        store
+            .append_audit(&AuditRow {
+                id: format!("au_{i:03}"),
+                tenant_id: a.clone(),
+                at: 1_000 + i,
+                actor: if i % 2 == 0 {
+                    "key:even".into()
+                } else {
+                    "key:odd".into()
+                },
+                action: if i < 5 {
+                    "user.created".into()
+                } else {
+                    "group.deleted".into()
+                },
+                target_type: "user".into(),
+                target_id: format!("acct_{}/u{i}", i % 3),
+                request_id: None,
+                before_json: None,
+                after_json: None,
+                outcome: if i == 9 {
+                    AuditOutcome::Failure
+                } else {
+                    AuditOutcome::Success
+                },
+                detail: None,
+            })
+            .await
+            .expect("append");
+    }
+    let ids = |rows: Vec<AuditRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let all = AuditFilter::default();
+    let first = store.list_audit(&a, &all, None, 4).await.expect("page");
+    assert_eq!(
+        ids(first.clone()),
+        vec!["au_009", "au_008", "au_007", "au_006"]
+    );
+    let next = store
+        .list_audit(&a, &all, Some(&first[3].id), 4)
+        .await
+        .expect("page");
+    assert_eq!(ids(next), vec!["au_005", "au_004", "au_003", "au_002"]);
+    let filter = AuditFilter {
+        action: Some("user.created".into()),
+        actor: Some("key:even".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        ids(store.list_audit(&a, &filter, None, 10).await.expect("f")),
+        vec!["au_004", "au_002", "au_000"]
+    );
+    let filter = AuditFilter {
+        target_prefix: Some("acct_0/".into()),
+        since: Some(1_003),
+        until: Some(1_009),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        ids(store.list_audit(&a, &filter, None, 10).await.expect("f")),
+        vec!["au_006", "au_003"]
+    );
+    let failures = AuditFilter {
+        outcome: Some(AuditOutcome::Failure),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        ids(store.list_audit(&a, &failures, None, 10).await.expect("f")),
+        vec!["au_009"]
+    );
+}
+
 /// Instantiates every conformance case as a `#[tokio::test]` against a
 /// backend. `$make` is an async expression giving a fresh, migrated store
 /// behind something that derefs to it (so it can own its temp files).
@@ -429,6 +503,7 @@ macro_rules! store_conformance_suite {
             audit_rows_append_and_read_newest_first,
             link_tokens_are_spent_once_with_the_account,
             idempotency_keys_claim_replay_and_expire,
+            audit_rows_filter_and_page_newest_first,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
 pub use rows::{
-    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, IdempotencyClaim,
-    LinkTokenRow, SealedCredential, TenantRow,
+    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditFilter, AuditOutcome, AuditRow,
+    IdempotencyClaim, LinkTokenRow, SealedCredential, TenantRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -113,6 +113,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn recent_audit(
         &self,
         tenant: &TenantId,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+    /// A tenant's audit rows matching `filter`, newest first, older than
+    /// the row `before` (keyset paging on the time-ordered id).
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        before: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError>;
 

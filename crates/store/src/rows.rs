@@ -185,3 +185,16 @@ pub enum IdempotencyClaim {
     /// The key was used with a different request.
     Mismatch,
 }
+
+/// Narrows an audit-log listing. Times are epoch milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub target_type: Option<String>,
+    /// Rows whose target id starts with this (an account id finds its objects).
+    pub target_prefix: Option<String>,
+    pub outcome: Option<AuditOutcome>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}

@@ -10,8 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditOutcome, AuditRow, Backend,
-    IdempotencyClaim, LinkTokenRow, SealedCredential, Store, StoreError, TenantRow,
+    AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditFilter, AuditOutcome, AuditRow,
+    Backend, IdempotencyClaim, LinkTokenRow, SealedCredential, Store, StoreError, TenantRow,
 };
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -433,6 +433,40 @@ impl Store for SqliteStore {
             .iter()
             .map(audit_from)
             .collect()
+    }
+
+    async fn list_audit(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        // NULL parameters switch each filter off; the (tenant_id, id) index
+        // serves the order and the keyset.
+        sqlx::query(
+            "SELECT * FROM audit_log WHERE tenant_id = ?1 \
+             AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor = ?3) \
+             AND (?4 IS NULL OR target_type = ?4) \
+             AND (?5 IS NULL OR substr(target_id, 1, length(?5)) = ?5) \
+             AND (?6 IS NULL OR outcome = ?6) AND (?7 IS NULL OR at >= ?7) AND (?8 IS NULL OR at < ?8) \
+             AND (?9 IS NULL OR id < ?9) ORDER BY id DESC LIMIT ?10",
+        )
+        .bind(tenant.as_str())
+        .bind(&filter.action)
+        .bind(&filter.actor)
+        .bind(&filter.target_type)
+        .bind(&filter.target_prefix)
+        .bind(filter.outcome.map(AuditOutcome::as_str))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(audit_from)
+        .collect()
     }
 
     async fn insert_link_token(&self, t: &LinkTokenRow) -> Result<(), StoreError> {
