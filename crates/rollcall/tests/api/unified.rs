@@ -634,6 +634,21 @@ async fn groups_and_memberships_on_both_vendors() {
         )
         .await;
         let gid = group["id"].as_str().unwrap().to_owned();
+        let fetched = json_of(
+            app.call(
+                Method::GET,
+                &format!("groups/{gid}"),
+                account,
+                "include_remote_data=true",
+            )
+            .send()
+            .await
+            .unwrap(),
+            200,
+        )
+        .await;
+        assert_eq!(fetched["name"], "Rollcall Test");
+        assert!(fetched["remote_data"].is_object());
         assert_eq!(group["is_builtin"], false);
         let renamed = json_of(
             app.call(Method::PATCH, &format!("groups/{gid}"), account, "")
@@ -781,6 +796,14 @@ async fn groups_and_memberships_on_both_vendors() {
                 .await
                 .unwrap(),
             204,
+        )
+        .await; // Mode keeps deleted groups (soft delete) but Rollcall shows them as gone.
+        json_of(
+            app.call(Method::GET, &format!("groups/{gid}"), account, "")
+                .send()
+                .await
+                .unwrap(),
+            404,
         )
         .await;
     }
