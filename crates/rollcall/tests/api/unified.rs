@@ -797,7 +797,8 @@ async fn groups_and_memberships_on_both_vendors() {
                 .unwrap(),
             204,
         )
-        .await; // Mode keeps deleted groups (soft delete) but Rollcall shows them as gone.
+        .await;
+        // Mode keeps deleted groups (soft delete) but Rollcall shows them as gone.
         json_of(
             app.call(Method::GET, &format!("groups/{gid}"), account, "")
                 .send()
