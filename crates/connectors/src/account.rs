@@ -262,9 +262,9 @@ impl LinkedAccount {
                 }
                 let backoff = millis(self.policy.backoff(attempt));
                 let delay = backoff.max(
-                    i64::try_from(retry_after_secs.unwrap_or(0) * 1000).unwrap_or(i64::MAX / 4),
+                    i64::try_from(retry_after_secs.unwrap_or(0).min(3_600) * 1000).unwrap_or(0),
                 );
-                (now + delay < deadline).then_some(delay)
+                (now.saturating_add(delay) < deadline).then_some(delay)
             };
             match outcome {
                 Ok(response) => {

@@ -220,19 +220,18 @@ impl Limiter {
         {
             s.limit = Some(vendor_limit.max(1));
         }
+        // Vendor-supplied waits are capped at an hour: a wild header must not
+        // overflow or stall a credential for days.
+        let capped = |secs: u64| i64::try_from(secs.min(3_600) * 1000).unwrap_or(3_600_000);
         let retry_after = number("retry-after");
         if number("x-ratelimit-remaining") == Some(0) {
             let reset = number("x-ratelimit-reset").or(retry_after).unwrap_or(1);
-            s.blocked_until = s
-                .blocked_until
-                .max(now + i64::try_from(reset * 1000).unwrap_or(0));
+            s.blocked_until = s.blocked_until.max(now.saturating_add(capped(reset)));
         }
         // A 429 that says how long to wait holds every caller of this
         // credential back; without a hint, the retry's own backoff spaces it.
         if let (429, Some(wait)) = (status, retry_after) {
-            s.blocked_until = s
-                .blocked_until
-                .max(now + i64::try_from(wait * 1000).unwrap_or(0));
+            s.blocked_until = s.blocked_until.max(now.saturating_add(capped(wait)));
         }
     }
 
@@ -354,6 +353,19 @@ mod tests {
         assert_eq!((snapshot.limit, snapshot.remaining), (3, 0));
         clock.advance(jiff::SignedDuration::from_millis(10_251));
         limiter.acquire(&clock, clock.now_millis()).await.unwrap();
+    }
+
+    #[test]
+    fn absurd_vendor_waits_are_capped_not_overflowed() {
+        let limiter = Limiter::new(Some((40, Duration::from_secs(10))));
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "retry-after",
+            http::HeaderValue::from_static("9223372036854775807"),
+        );
+        let now = 1_795_000_000_000;
+        limiter.observe(&headers, 429, now);
+        assert_eq!(limiter.snapshot(now).unwrap().reset_secs, 3_600);
     }
 
     #[test]

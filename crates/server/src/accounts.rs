@@ -530,6 +530,15 @@ async fn update(
     let new_credentials = credentials_patch
         .map(|c| Credentials::parse(row.provider, c).map_err(ApiError::invalid_request))
         .transpose()?;
+    // Stored credentials never follow the account to another host: whoever
+    // points it elsewhere must bring credentials for that host.
+    if new_credentials.is_none()
+        && config.base_url().origin() != stored_config(&before)?.base_url().origin()
+    {
+        return Err(ApiError::invalid_request(
+            "changing base_url to another host needs new credentials in the same request",
+        ));
+    }
     let vendor_facing_change = new_credentials.is_some()
         || serde_json::from_str::<Value>(&row.config_json).ok() != Some(config.to_json());
     let reenabling =
@@ -556,16 +565,25 @@ async fn update(
             .verify()
             .await
             .map_err(connector_error)?;
-        row.status = AccountStatus::Active;
-        row.status_detail = None;
+        // A disabled account stays disabled unless asked to be active.
+        if before.status != AccountStatus::Disabled || reenabling {
+            row.status = AccountStatus::Active;
+            row.status_detail = None;
+        }
     }
     if status_patch == Some(AccountStatus::Disabled) {
         row.status = AccountStatus::Disabled;
         row.status_detail = Some("disabled by the owner".into());
     }
     row.updated_at = state.clock.now_millis();
-    if !state.store.update_account(&row).await? {
-        return Err(ApiError::not_found("no such integrated account"));
+    if !state.store.update_account(&row, before.updated_at).await? {
+        return Err(match state.store.account(&row.tenant_id, &row.id).await? {
+            Some(_) => ApiError::new(
+                ErrorCode::Conflict,
+                "the account changed while this request ran; read it again and retry",
+            ),
+            None => ApiError::not_found("no such integrated account"),
+        });
     }
     if vendor_facing_change {
         state.guards.sessions.forget(row.id.as_str());

@@ -67,7 +67,6 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(accounts::routes())
         .merge(audit::routes())
-        .merge(link::token_routes())
         .merge(unified::routes())
 }
 
@@ -76,6 +75,13 @@ fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(health::routes())
         .merge(link::page_routes())
+}
+
+/// `POST /link-tokens` takes an API key but no `Idempotency-Key`: its answer
+/// is a capability that must not be stored in clear for replay, and a
+/// second token is harmless (each is single-use).
+fn link_token_routes() -> OpenApiRouter<AppState> {
+    link::token_routes()
 }
 
 #[derive(utoipa::OpenApi)]
@@ -124,6 +130,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(api_routes().into_openapi());
     doc.merge(public_routes().into_openapi());
+    doc.merge(link_token_routes().into_openapi());
     doc.merge(proxy::ProxyDoc::openapi());
     doc
 }
@@ -139,10 +146,12 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(ratelimit::middleware))
         .split_for_parts();
     let (public, _) = public_routes().split_for_parts();
+    let (link_tokens, _) = link_token_routes().split_for_parts();
     let document = Arc::new(openapi().to_pretty_json().unwrap_or_default());
     Router::new()
         .merge(api)
         .merge(public)
+        .merge(link_tokens)
         .merge(proxy::routes().layer(middleware::from_fn(ratelimit::middleware)))
         .merge(docs::routes(document))
         .fallback(unknown_route)

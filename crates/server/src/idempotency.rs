@@ -99,6 +99,13 @@ async fn handle(
         .with_status(StatusCode::UNPROCESSABLE_ENTITY)
         .into_response()),
         IdempotencyClaim::Claimed => {
+            // Released if this request never finishes (the caller went away,
+            // a handler panicked), so the key is not stuck as pending.
+            let guard = ReleaseOnDrop {
+                state: Some(state.clone()),
+                tenant: caller.tenant_id.clone(),
+                key: key.clone(),
+            };
             let request_id = parts
                 .extensions
                 .get::<RequestId>()
@@ -107,7 +114,9 @@ async fn handle(
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
-            Ok(remember(&state, &caller, &key, &request_id, response).await)
+            let response = remember(&state, &caller, &key, &request_id, response).await;
+            guard.disarm();
+            Ok(response)
         }
     }
 }
@@ -163,4 +172,33 @@ async fn remember(
         return Response::from_parts(parts, Body::empty());
     }
     Response::from_parts(parts, Body::from(stored))
+}
+
+/// Releases a claimed key when dropped while still armed.
+struct ReleaseOnDrop {
+    state: Option<AppState>,
+    tenant: rollcall_core::id::TenantId,
+    key: String,
+}
+
+impl ReleaseOnDrop {
+    fn disarm(mut self) {
+        self.state = None;
+    }
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let (tenant, key) = (self.tenant.clone(), std::mem::take(&mut self.key));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = state.store.abandon_idempotency_key(&tenant, &key).await {
+                    tracing::error!(error = %e, "could not release an abandoned idempotency key");
+                }
+            });
+        }
+    }
 }

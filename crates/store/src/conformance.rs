@@ -128,7 +128,12 @@ pub async fn accounts_are_visible_only_to_their_tenant(store: &dyn Store) {
     let mut theirs = mine.clone();
     theirs.tenant_id = b.clone();
     theirs.label = "hijacked".into();
-    assert!(!store.update_account(&theirs).await.expect("update"));
+    assert!(
+        !store
+            .update_account(&theirs, theirs.updated_at)
+            .await
+            .expect("update")
+    );
     assert_eq!(
         store
             .account(&a, &mine.id)
@@ -203,7 +208,21 @@ pub async fn account_updates_and_status_changes(store: &dyn Store) {
     row.label = "renamed".into();
     row.credentials_sealed = vec![9, 9];
     row.updated_at = 20;
-    assert!(store.update_account(&row).await.expect("update"));
+    assert!(store.update_account(&row, 10).await.expect("update"));
+    assert_eq!(
+        store.account(&a, &row.id).await.expect("get"),
+        Some(row.clone())
+    );
+    // A writer that read the row before that change loses, and changes nothing.
+    let mut stale = row.clone();
+    stale.credentials_sealed = vec![1];
+    stale.updated_at = 21;
+    assert!(
+        !store
+            .update_account(&stale, 10)
+            .await
+            .expect("stale update")
+    );
     assert_eq!(
         store.account(&a, &row.id).await.expect("get"),
         Some(row.clone())

@@ -78,8 +78,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         after: Option<&AccountId>,
         limit: u32,
     ) -> Result<Vec<AccountRow>, StoreError>;
-    /// Replaces every mutable column; false if no such account for the tenant.
-    async fn update_account(&self, account: &AccountRow) -> Result<bool, StoreError>;
+    /// Replaces every mutable column, only if the stored row still has
+    /// `expected_updated_at` (a concurrent change wins); false otherwise or
+    /// if there is no such account for the tenant.
+    async fn update_account(
+        &self,
+        account: &AccountRow,
+        expected_updated_at: i64,
+    ) -> Result<bool, StoreError>;
     /// Sets the status only if it differs; true if it changed.
     async fn set_account_status(
         &self,

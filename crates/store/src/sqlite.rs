@@ -292,11 +292,15 @@ impl Store for SqliteStore {
         .collect()
     }
 
-    async fn update_account(&self, a: &AccountRow) -> Result<bool, StoreError> {
+    async fn update_account(
+        &self,
+        a: &AccountRow,
+        expected_updated_at: i64,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE integrated_accounts SET label = ?, tenant_ref = ?, config_json = ?, \
              credentials_key_id = ?, credentials_sealed = ?, status = ?, status_detail = ?, updated_at = ? \
-             WHERE tenant_id = ? AND id = ?",
+             WHERE tenant_id = ? AND id = ? AND updated_at = ?",
         )
         .bind(&a.label)
         .bind(&a.tenant_ref)
@@ -308,6 +312,7 @@ impl Store for SqliteStore {
         .bind(a.updated_at)
         .bind(a.tenant_id.as_str())
         .bind(a.id.as_str())
+        .bind(expected_updated_at)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -325,6 +325,27 @@ async fn patch_replaces_credentials_only_after_the_vendor_accepts_them() {
         .await
         .unwrap();
     assert_eq!(disabled.status, "disabled");
+    // New credentials for a disabled account do not switch it back on.
+    let still_disabled = app
+        .acme
+        .update_account(
+            &account.id,
+            &json!({"credentials":{"token":m.workspace_api.token,"secret":m.workspace_api.secret}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(still_disabled.status, "disabled");
+    // Stored credentials never follow the account to another host.
+    let moved = app
+        .acme
+        .update_account(
+            &account.id,
+            &json!({"config":{"base_url":"https://elsewhere.example"}}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(moved.code(), Some(ErrorCode::InvalidRequest));
+    assert!(moved.to_string().contains("new credentials"), "{moved}");
     let refused = app
         .proxy(reqwest::Method::GET, &account.id, &format!("/api/{ws}"))
         .send()

@@ -108,6 +108,18 @@ async fn expired_or_unknown_links_are_refused_and_tokens_need_a_key() {
             .status(),
         410
     );
+    // Link tokens are never stored for replay: the same Idempotency-Key
+    // still gets a new, single-use token.
+    let mint = || {
+        http.post(format!("{}/link-tokens", app.base_url))
+            .bearer_auth(&app.key)
+            .header("idempotency-key", "same-key")
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    let first: serde_json::Value = mint().await.unwrap().json().await.unwrap();
+    let second: serde_json::Value = mint().await.unwrap().json().await.unwrap();
+    assert_ne!(first["token"], second["token"]);
     let anonymous = app.client.create_link_token(None).await.unwrap_err();
     assert_eq!(anonymous.status(), Some(401));
 }
