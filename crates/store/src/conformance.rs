@@ -315,7 +315,10 @@ pub async fn audit_rows_append_and_read_newest_first(store: &dyn Store) {
             .await
             .expect("append");
     }
-    let rows = store.recent_audit(&a, 10).await.expect("recent");
+    let rows = store
+        .list_audit(&a, &AuditFilter::default(), None, 10)
+        .await
+        .expect("recent");
     assert_eq!(
         rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         vec!["au_001", "au_000"]

@@ -115,12 +115,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn credential_key_ids(&self) -> Result<Vec<String>, StoreError>;
 
     async fn append_audit(&self, entry: &AuditRow) -> Result<(), StoreError>;
-    /// A tenant's most recent audit rows, newest first.
-    async fn recent_audit(
-        &self,
-        tenant: &TenantId,
-        limit: u32,
-    ) -> Result<Vec<AuditRow>, StoreError>;
     /// A tenant's audit rows matching `filter`, newest first, older than
     /// the row `before` (keyset paging on the time-ordered id).
     async fn list_audit(

@@ -425,21 +425,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn recent_audit(
-        &self,
-        tenant: &TenantId,
-        limit: u32,
-    ) -> Result<Vec<AuditRow>, StoreError> {
-        sqlx::query("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY id DESC LIMIT ?")
-            .bind(tenant.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(audit_from)
-            .collect()
-    }
-
     async fn list_audit(
         &self,
         tenant: &TenantId,

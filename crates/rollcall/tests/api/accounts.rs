@@ -392,7 +392,11 @@ async fn delete_unlinks_and_every_change_is_audited() {
     assert_eq!(gone.status(), 404);
 
     let tenant = app.store.tenant_by_name("acme").await.unwrap().unwrap();
-    let audit = app.store.recent_audit(&tenant.id, 10).await.unwrap();
+    let audit = app
+        .store
+        .list_audit(&tenant.id, &Default::default(), None, 10)
+        .await
+        .unwrap();
     let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(
         actions,
