@@ -510,6 +510,706 @@ pub async fn audit_rows_filter_and_page_newest_first(store: &dyn Store) {
 /// Instantiates every conformance case as a `#[tokio::test]` against a
 /// backend. `$make` is an async expression giving a fresh, migrated store
 /// behind something that derefs to it (so it can own its temp files).
+
+// ---- background work: jobs, syncs, snapshots, events, webhooks ----
+
+fn job(kind: &str, account: Option<&AccountRow>, run_at: i64) -> crate::JobRow {
+    crate::JobRow {
+        id: format!("job_{}", uuid::Uuid::now_v7().simple()),
+        kind: kind.into(),
+        tenant_id: account.map(|a| a.tenant_id.clone()),
+        account_id: account.map(|a| a.id.clone()),
+        payload_json: "{}".into(),
+        status: crate::JobStatus::Queued,
+        run_at,
+        attempts: 0,
+        max_attempts: 3,
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: run_at,
+        updated_at: run_at,
+    }
+}
+
+fn sync_run(account: &AccountRow) -> crate::SyncRunRow {
+    crate::SyncRunRow {
+        id: format!("sync_{}", uuid::Uuid::now_v7().simple()),
+        tenant_id: account.tenant_id.clone(),
+        account_id: account.id.clone(),
+        trigger: "api".into(),
+        status: crate::SyncStatus::Queued,
+        phase: None,
+        progress_json: None,
+        counts_json: None,
+        error: None,
+        attempts: 0,
+        created_at: 100,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn sync_job(account: &AccountRow, run: &crate::SyncRunRow) -> crate::JobRow {
+    crate::JobRow {
+        payload_json: format!(r#"{{"sync_run_id":"{}"}}"#, run.id),
+        ..job("sync", Some(account), 100)
+    }
+}
+
+fn event(tenant: &TenantId, account: Option<&AccountId>, kind: &str) -> crate::EventRow {
+    crate::EventRow {
+        seq: 0,
+        id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+        tenant_id: tenant.clone(),
+        account_id: account.cloned(),
+        event_type: kind.into(),
+        occurred_at: 100,
+        data_json: "{}".into(),
+    }
+}
+
+async fn linked(store: &dyn Store) -> AccountRow {
+    let t = tenant("acme");
+    store.insert_tenant(&t).await.expect("tenant");
+    let a = account(&t.id, Provider::Mode, None);
+    store.insert_account(&a).await.expect("account");
+    a
+}
+
+pub async fn jobs_are_claimed_once_and_reclaimed_after_their_lease(store: &dyn Store) {
+    let a = linked(store).await;
+    store
+        .insert_job(&job("sync", Some(&a), 100))
+        .await
+        .expect("job");
+    store
+        .insert_job(&job("other", None, 5_000))
+        .await
+        .expect("later job");
+    assert_eq!(
+        store.claim_job("n1", 50, 150).await.expect("claim"),
+        None,
+        "not due yet"
+    );
+    let claimed = store
+        .claim_job("n1", 100, 1_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(claimed.attempts, 1);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("n1"));
+    assert_eq!(
+        store.claim_job("n2", 500, 1_500).await.expect("claim"),
+        None,
+        "leased"
+    );
+    let lease = crate::Lease {
+        job_id: claimed.id.clone(),
+        owner: "n1".into(),
+    };
+    assert!(store.renew_lease(&lease, 2_000).await.expect("renew"));
+    assert_eq!(
+        store.claim_job("n2", 1_500, 2_500).await.expect("claim"),
+        None
+    );
+    // n1 dies: after its lease, n2 takes the job over and n1 can no longer end it.
+    let taken = store
+        .claim_job("n2", 2_001, 3_000)
+        .await
+        .expect("claim")
+        .expect("expired");
+    assert_eq!(taken.id, claimed.id);
+    assert_eq!(taken.attempts, 2);
+    assert!(!store.renew_lease(&lease, 9_000).await.expect("renew"));
+    assert!(
+        !store
+            .finish_job(&lease, crate::JobStatus::Done, None, 2_100)
+            .await
+            .expect("finish")
+    );
+    let lease2 = crate::Lease {
+        job_id: taken.id.clone(),
+        owner: "n2".into(),
+    };
+    assert!(
+        store
+            .retry_job(&lease2, 2_500, "vendor down", 2_100)
+            .await
+            .expect("retry")
+    );
+    let again = store
+        .claim_job("n3", 2_500, 3_000)
+        .await
+        .expect("claim")
+        .expect("requeued");
+    assert_eq!(again.last_error.as_deref(), Some("vendor down"));
+    let lease3 = crate::Lease {
+        job_id: again.id.clone(),
+        owner: "n3".into(),
+    };
+    assert!(
+        store
+            .finish_job(&lease3, crate::JobStatus::Done, None, 2_600)
+            .await
+            .expect("finish")
+    );
+    assert_eq!(
+        store
+            .job(&again.id)
+            .await
+            .expect("job")
+            .expect("row")
+            .status,
+        crate::JobStatus::Done
+    );
+    assert_eq!(
+        store.claim_job("n3", 4_000, 5_000).await.expect("claim"),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_job("n3", 5_000, 6_000)
+            .await
+            .expect("claim")
+            .map(|j| j.kind),
+        Some("other".into())
+    );
+}
+
+pub async fn one_sync_per_account_is_queued_at_a_time(store: &dyn Store) {
+    let a = linked(store).await;
+    assert_eq!(
+        store.due_accounts(100, 10).await.expect("due").len(),
+        1,
+        "never synced"
+    );
+    let first = sync_run(&a);
+    assert_eq!(
+        store
+            .enqueue_sync(&first, &sync_job(&a, &first), 900_100)
+            .await
+            .expect("enqueue"),
+        crate::Enqueued::Created
+    );
+    assert!(
+        store.due_accounts(100, 10).await.expect("due").is_empty(),
+        "queued"
+    );
+    let second = sync_run(&a);
+    assert_eq!(
+        store
+            .enqueue_sync(&second, &sync_job(&a, &second), 900_100)
+            .await
+            .expect("enqueue"),
+        crate::Enqueued::AlreadyQueued(first.id.clone())
+    );
+    assert_eq!(
+        store.sync_run(&a.tenant_id, &second.id).await.expect("run"),
+        None,
+        "nothing written"
+    );
+    assert_eq!(
+        store
+            .sync_run(&a.tenant_id, &first.id)
+            .await
+            .expect("run")
+            .map(|r| r.status),
+        Some(crate::SyncStatus::Queued)
+    );
+    assert_eq!(
+        store
+            .sync_run(&TenantId::generate(), &first.id)
+            .await
+            .expect("run"),
+        None
+    );
+    // Once it ends, the account is due again at its next time.
+    let claimed = store
+        .claim_job("n1", 100, 1_000)
+        .await
+        .expect("claim")
+        .expect("job");
+    let lease = crate::Lease {
+        job_id: claimed.id,
+        owner: "n1".into(),
+    };
+    let failed = event(&a.tenant_id, Some(&a.id), "sync_run.failed");
+    assert!(
+        store
+            .fail_sync(Some(&lease), &first.id, "boom", &failed, 200)
+            .await
+            .expect("fail")
+    );
+    assert!(
+        store.due_accounts(200, 10).await.expect("due").is_empty(),
+        "not yet due"
+    );
+    assert_eq!(store.due_accounts(900_100, 10).await.expect("due").len(), 1);
+    let run = store
+        .last_finished_sync(&a.id)
+        .await
+        .expect("last")
+        .expect("run");
+    assert_eq!(
+        (run.status, run.error.as_deref()),
+        (crate::SyncStatus::Failed, Some("boom"))
+    );
+    assert_eq!(store.last_good_sync_at(&a.id).await.expect("good"), None);
+}
+
+fn user_row(id: &str, status: &str, admin: bool) -> crate::CachedUserRow {
+    crate::CachedUserRow {
+        user_id: id.into(),
+        email: Some(format!("{id}@example.com")),
+        status: status.into(),
+        is_admin: admin,
+        data_json: format!(r#"{{"id":"{id}"}}"#),
+    }
+}
+
+pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
+    let a = linked(store).await;
+    let run = sync_run(&a);
+    store
+        .enqueue_sync(&run, &sync_job(&a, &run), 1_000)
+        .await
+        .expect("enqueue");
+    let claimed = store
+        .claim_job("n1", 100, 1_000)
+        .await
+        .expect("claim")
+        .expect("job");
+    let commit = crate::SyncCommit {
+        lease: Some(crate::Lease {
+            job_id: claimed.id.clone(),
+            owner: "n1".into(),
+        }),
+        run_id: run.id.clone(),
+        account_id: Some(a.id.clone()),
+        upsert_users: vec![
+            user_row("u1", "active", true),
+            user_row("u2", "active", false),
+        ],
+        upsert_groups: vec![crate::CachedGroupRow {
+            group_id: "g1".into(),
+            name: "Eng".into(),
+            data_json: "{}".into(),
+        }],
+        add_memberships: vec![("g1".into(), "u2".into())],
+        roles: vec![crate::CachedRoleRow {
+            role_id: "admin".into(),
+            data_json: "{}".into(),
+        }],
+        events: vec![event(&a.tenant_id, Some(&a.id), "sync_run.completed")],
+        counts_json: "{}".into(),
+        finished_at: 500,
+        ..crate::SyncCommit::default()
+    };
+    // Another node took the job over: the stale commit writes nothing.
+    let stale = crate::SyncCommit {
+        lease: Some(crate::Lease {
+            job_id: claimed.id.clone(),
+            owner: "elsewhere".into(),
+        }),
+        ..commit.clone()
+    };
+    assert!(!store.commit_sync(&stale).await.expect("stale commit"));
+    assert!(store.snapshot_users(&a.id).await.expect("users").is_empty());
+    assert!(
+        store
+            .list_events(&a.tenant_id, None, 0, 10)
+            .await
+            .expect("events")
+            .is_empty()
+    );
+    assert!(store.commit_sync(&commit).await.expect("commit"));
+    assert_eq!(store.snapshot_users(&a.id).await.expect("users").len(), 2);
+    assert_eq!(
+        store.snapshot_memberships(&a.id).await.expect("m"),
+        vec![("g1".to_owned(), "u2".to_owned())]
+    );
+    assert_eq!(store.snapshot_roles(&a.id).await.expect("roles").len(), 1);
+    assert_eq!(
+        store.last_good_sync_at(&a.id).await.expect("good"),
+        Some(500)
+    );
+    assert_eq!(
+        store
+            .sync_run(&a.tenant_id, &run.id)
+            .await
+            .expect("run")
+            .map(|r| r.status),
+        Some(crate::SyncStatus::Succeeded)
+    );
+    assert_eq!(
+        store.job(&claimed.id).await.expect("job").map(|j| j.status),
+        Some(crate::JobStatus::Done)
+    );
+    // Committing twice (a retried write) neither doubles rows nor events.
+    let second = crate::SyncCommit {
+        lease: None,
+        ..commit.clone()
+    };
+    assert!(store.commit_sync(&second).await.expect("again"));
+    assert_eq!(
+        store
+            .list_events(&a.tenant_id, None, 0, 10)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+    // Deletions and removals apply.
+    let next = crate::SyncCommit {
+        lease: None,
+        upsert_users: vec![],
+        delete_users: vec!["u1".into()],
+        remove_memberships: vec![("g1".into(), "u2".into())],
+        delete_groups: vec!["g1".into()],
+        upsert_groups: vec![],
+        add_memberships: vec![],
+        events: vec![],
+        ..commit
+    };
+    assert!(store.commit_sync(&next).await.expect("next"));
+    let users = store.snapshot_users(&a.id).await.expect("users");
+    assert_eq!(
+        users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(),
+        vec!["u2"]
+    );
+    assert!(
+        store
+            .snapshot_groups(&a.id)
+            .await
+            .expect("groups")
+            .is_empty()
+    );
+    assert!(
+        store
+            .snapshot_memberships(&a.id)
+            .await
+            .expect("m")
+            .is_empty()
+    );
+}
+
+pub async fn cached_users_page_by_keyset_with_filters(store: &dyn Store) {
+    let a = linked(store).await;
+    let users: Vec<_> = (0..25)
+        .map(|i| {
+            user_row(
+                &format!("u{i:02}"),
+                if i % 5 == 0 { "inactive" } else { "active" },
+                i % 4 == 0,
+            )
+        })
+        .collect();
+    let memberships = vec![
+        ("g1".to_owned(), "u03".to_owned()),
+        ("g1".to_owned(), "u07".to_owned()),
+        ("g2".to_owned(), "u03".to_owned()),
+    ];
+    let commit = crate::SyncCommit {
+        run_id: "r".into(),
+        account_id: Some(a.id.clone()),
+        upsert_users: users,
+        upsert_groups: vec![
+            crate::CachedGroupRow {
+                group_id: "g1".into(),
+                name: "One".into(),
+                data_json: "{}".into(),
+            },
+            crate::CachedGroupRow {
+                group_id: "g2".into(),
+                name: "Two".into(),
+                data_json: "{}".into(),
+            },
+        ],
+        add_memberships: memberships,
+        counts_json: "{}".into(),
+        ..crate::SyncCommit::default()
+    };
+    assert!(store.commit_sync(&commit).await.expect("commit"));
+    let active = crate::CachedUserFilter {
+        status: Some("active".into()),
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .cached_users(&a.id, &active, after.as_deref(), 7)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|u| u.user_id.clone());
+        seen.extend(page.into_iter().map(|u| u.user_id));
+    }
+    assert_eq!(seen.len(), 20);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
+    let admins = crate::CachedUserFilter {
+        status: Some("active".into()),
+        is_admin: Some(true),
+        ..Default::default()
+    };
+    let ids: Vec<_> = store
+        .cached_users(&a.id, &admins, None, 100)
+        .await
+        .expect("admins")
+        .into_iter()
+        .map(|u| u.user_id)
+        .collect();
+    assert_eq!(ids, vec!["u04", "u08", "u12", "u16", "u24"]);
+    let by_email = crate::CachedUserFilter {
+        email: Some("u07@example.com".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .cached_users(&a.id, &by_email, None, 100)
+            .await
+            .expect("email")
+            .len(),
+        1
+    );
+    let in_group = crate::CachedUserFilter {
+        status: Some("active".into()),
+        group_id: Some("g1".into()),
+        ..Default::default()
+    };
+    let ids: Vec<_> = store
+        .cached_users(&a.id, &in_group, None, 100)
+        .await
+        .expect("group")
+        .into_iter()
+        .map(|u| u.user_id)
+        .collect();
+    assert_eq!(ids, vec!["u03", "u07"]);
+    let groups = store
+        .cached_user_groups(&a.id, &["u03".into(), "u07".into(), "u09".into()])
+        .await
+        .expect("groups");
+    assert_eq!(
+        groups,
+        vec![
+            ("u03".to_owned(), "g1".to_owned(), "One".to_owned()),
+            ("u03".to_owned(), "g2".to_owned(), "Two".to_owned()),
+            ("u07".to_owned(), "g1".to_owned(), "One".to_owned()),
+        ]
+    );
+    assert!(
+        store
+            .cached_user(&a.id, "u03")
+            .await
+            .expect("one")
+            .is_some()
+    );
+    assert!(
+        store
+            .cached_user(&a.id, "nobody")
+            .await
+            .expect("one")
+            .is_none()
+    );
+    let page = store
+        .cached_memberships(&a.id, None, None, Some(("g1", "u03")), 10)
+        .await
+        .expect("m");
+    assert_eq!(
+        page,
+        vec![
+            ("g1".to_owned(), "u07".to_owned()),
+            ("g2".to_owned(), "u03".to_owned())
+        ]
+    );
+    let of_user = store
+        .cached_memberships(&a.id, None, Some("u03"), None, 10)
+        .await
+        .expect("m");
+    assert_eq!(of_user.len(), 2);
+    let groups = store
+        .cached_groups(&a.id, Some("g1"), 10)
+        .await
+        .expect("groups");
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| g.group_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["g2"]
+    );
+    assert_eq!(
+        store
+            .cached_group(&a.id, "g1")
+            .await
+            .expect("g")
+            .map(|g| g.name),
+        Some("One".into())
+    );
+}
+
+pub async fn events_read_in_order_per_tenant(store: &dyn Store) {
+    let (t1, t2) = two_tenants(store).await;
+    let a = account(&t1, Provider::Mode, None);
+    store.insert_account(&a).await.expect("account");
+    let batch: Vec<_> = (0..5)
+        .map(|i| event(&t1, Some(&a.id), &format!("user.e{i}")))
+        .collect();
+    store.append_events(&batch).await.expect("append");
+    store
+        .append_events(&[event(&t2, None, "user.other")])
+        .await
+        .expect("append");
+    store
+        .append_events(&batch[..1])
+        .await
+        .expect("the same event again is ignored");
+    let first = store.list_events(&t1, None, 0, 3).await.expect("list");
+    assert_eq!(
+        first
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["user.e0", "user.e1", "user.e2"]
+    );
+    let rest = store
+        .list_events(&t1, None, first[2].seq, 10)
+        .await
+        .expect("list");
+    assert_eq!(rest.len(), 2);
+    assert!(rest[0].seq > first[2].seq);
+    assert_eq!(
+        store
+            .list_events(&t2, None, 0, 10)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_events(&t1, Some(&a.id), 0, 10)
+            .await
+            .expect("list")
+            .len(),
+        5
+    );
+    assert!(store.last_event_seq().await.expect("seq") >= rest[1].seq);
+}
+
+pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
+    let (t1, t2) = two_tenants(store).await;
+    store
+        .append_events(&[event(&t1, None, "user.created")])
+        .await
+        .expect("old event");
+    let hook = crate::WebhookRow {
+        id: "wh_1".into(),
+        tenant_id: t1.clone(),
+        url: "http://127.0.0.1:9/hook".into(),
+        events: vec!["user.*".into()],
+        secret_key_id: "k1".into(),
+        secret_sealed: vec![9, 9],
+        last_event_seq: store.last_event_seq().await.expect("seq"),
+        created_at: 100,
+    };
+    store.insert_webhook(&hook).await.expect("insert");
+    assert_eq!(
+        store.webhook(&t2, "wh_1").await.expect("get"),
+        None,
+        "tenant-bound"
+    );
+    assert_eq!(store.list_webhooks(&t1).await.expect("list").len(), 1);
+    store
+        .append_events(&[
+            event(&t1, None, "user.deleted"),
+            event(&t1, None, "group.created"),
+            event(&t2, None, "user.created"),
+        ])
+        .await
+        .expect("events");
+    assert_eq!(
+        store.queue_deliveries(200, 100).await.expect("queue"),
+        1,
+        "only new, wanted, own events"
+    );
+    assert_eq!(
+        store.queue_deliveries(200, 100).await.expect("queue"),
+        0,
+        "queued once"
+    );
+    let due = store.claim_deliveries(200, 1_200, 10).await.expect("claim");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].event.event_type, "user.deleted");
+    assert_eq!(due[0].webhook.secret_sealed, vec![9, 9]);
+    assert!(
+        store
+            .claim_deliveries(300, 1_300, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased"
+    );
+    let id = due[0].delivery.id.clone();
+    let retry = crate::DeliveryOutcome::Failed {
+        status: Some(500),
+        error: "HTTP 500".into(),
+        retry_at: Some(400),
+    };
+    store
+        .finish_delivery(&id, &retry, 300)
+        .await
+        .expect("finish");
+    assert!(
+        store
+            .claim_deliveries(350, 1_350, 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "backing off"
+    );
+    let again = store.claim_deliveries(400, 1_400, 10).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    store
+        .finish_delivery(&id, &crate::DeliveryOutcome::Succeeded { status: 204 }, 450)
+        .await
+        .expect("finish");
+    let rows = store
+        .list_deliveries("wh_1", None, 10)
+        .await
+        .expect("deliveries");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].status, rows[0].attempts, rows[0].last_status),
+        (crate::DeliveryStatus::Succeeded, 2, Some(204))
+    );
+    assert!(
+        store
+            .claim_deliveries(10_000, 11_000, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        store
+            .credential_key_ids()
+            .await
+            .expect("ids")
+            .contains(&"k1".to_owned())
+    );
+    assert!(store.delete_webhook(&t1, "wh_1").await.expect("delete"));
+    assert!(
+        store
+            .list_deliveries("wh_1", None, 10)
+            .await
+            .expect("deliveries")
+            .is_empty()
+    );
+}
+
 #[macro_export]
 macro_rules! store_conformance_suite {
     ($make:expr) => {
@@ -526,6 +1226,12 @@ macro_rules! store_conformance_suite {
             link_tokens_are_spent_once_with_the_account,
             idempotency_keys_claim_replay_and_expire,
             audit_rows_filter_and_page_newest_first,
+            jobs_are_claimed_once_and_reclaimed_after_their_lease,
+            one_sync_per_account_is_queued_at_a_time,
+            sync_commits_are_atomic_and_need_the_lease,
+            cached_users_page_by_keyset_with_filters,
+            events_read_in_order_per_tenant,
+            webhook_deliveries_queue_claim_and_retry,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

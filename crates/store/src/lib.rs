@@ -12,6 +12,8 @@
 pub mod conformance;
 pub mod rows;
 pub mod sqlite;
+mod sqlite_sync;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -23,6 +25,11 @@ pub use rows::{
     IdempotencyClaim, LinkTokenRow, SealedCredential, TenantRow,
 };
 pub use sqlite::SqliteStore;
+pub use sync::{
+    CachedGroupRow, CachedRoleRow, CachedUserFilter, CachedUserRow, DeliveryOutcome, DeliveryRow,
+    DeliveryStatus, DueAccount, DueDelivery, Enqueued, EventRow, JobRow, JobStatus, Lease,
+    SyncCommit, SyncRunRow, SyncStatus, SyncStore, WebhookRow,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -47,7 +54,7 @@ pub enum StoreError {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: SyncStore + Send + Sync + std::fmt::Debug + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations; safe to call on every start.

@@ -397,7 +397,10 @@ impl Store for SqliteStore {
 
     async fn credential_key_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT credentials_key_id FROM integrated_accounts ORDER BY credentials_key_id",
+            // Webhook secrets are sealed under the same keys: a key that still
+            // seals one must not be dropped.
+            "SELECT credentials_key_id FROM integrated_accounts \
+             UNION SELECT secret_key_id FROM webhooks ORDER BY 1",
         )
         .fetch_all(&self.pool)
         .await?)

@@ -1,0 +1,1101 @@
+//! [`SyncStore`] on SQLite. SQLite has one writer at a time, so a single
+//! `UPDATE ... RETURNING` claims a job atomically, and event sequence
+//! numbers follow commit order.
+
+use async_trait::async_trait;
+use rollcall_core::id::{AccountId, TenantId};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::StoreError;
+use crate::sqlite::SqliteStore;
+use crate::sync::{
+    CachedGroupRow, CachedRoleRow, CachedUserFilter, CachedUserRow, DeliveryOutcome, DeliveryRow,
+    DeliveryStatus, DueAccount, DueDelivery, Enqueued, EventRow, JobRow, JobStatus, Lease,
+    SyncCommit, SyncRunRow, SyncStatus, SyncStore, WebhookRow, event_matches,
+};
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn tenant_id(value: String) -> Result<TenantId, StoreError> {
+    TenantId::parse(&value).map_err(corrupt)
+}
+
+fn account_id(value: String) -> Result<AccountId, StoreError> {
+    AccountId::parse(&value).map_err(corrupt)
+}
+
+const JOB_COLUMNS: &str = "id, kind, tenant_id, account_id, payload_json, status, run_at, \
+     attempts, max_attempts, lease_owner, lease_until, last_error, created_at, updated_at";
+
+fn job_from(row: &SqliteRow) -> Result<JobRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        tenant_id: row
+            .try_get::<Option<String>, _>("tenant_id")?
+            .map(tenant_id)
+            .transpose()?,
+        account_id: row
+            .try_get::<Option<String>, _>("account_id")?
+            .map(account_id)
+            .transpose()?,
+        payload_json: row.try_get("payload_json")?,
+        status: JobStatus::parse(&status).ok_or_else(|| corrupt(format!("job status {status}")))?,
+        run_at: row.try_get("run_at")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until: row.try_get("lease_until")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, tenant_id, account_id, trigger, status, phase, progress_json, \
+     counts_json, error, attempts, created_at, started_at, finished_at";
+
+fn run_from(row: &SqliteRow) -> Result<SyncRunRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(SyncRunRow {
+        id: row.try_get("id")?,
+        tenant_id: tenant_id(row.try_get("tenant_id")?)?,
+        account_id: account_id(row.try_get("account_id")?)?,
+        trigger: row.try_get("trigger")?,
+        status: SyncStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("sync status {status}")))?,
+        phase: row.try_get("phase")?,
+        progress_json: row.try_get("progress_json")?,
+        counts_json: row.try_get("counts_json")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn user_from(row: &SqliteRow) -> Result<CachedUserRow, StoreError> {
+    Ok(CachedUserRow {
+        user_id: row.try_get("user_id")?,
+        email: row.try_get("email")?,
+        status: row.try_get("status")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        data_json: row.try_get("data_json")?,
+    })
+}
+
+fn group_from(row: &SqliteRow) -> Result<CachedGroupRow, StoreError> {
+    Ok(CachedGroupRow {
+        group_id: row.try_get("group_id")?,
+        name: row.try_get("name")?,
+        data_json: row.try_get("data_json")?,
+    })
+}
+
+const EVENT_COLUMNS: &str = "seq, id, tenant_id, account_id, type, occurred_at, data_json";
+
+fn event_from(row: &SqliteRow) -> Result<EventRow, StoreError> {
+    Ok(EventRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        tenant_id: tenant_id(row.try_get("tenant_id")?)?,
+        account_id: row
+            .try_get::<Option<String>, _>("account_id")?
+            .map(account_id)
+            .transpose()?,
+        event_type: row.try_get("type")?,
+        occurred_at: row.try_get("occurred_at")?,
+        data_json: row.try_get("data_json")?,
+    })
+}
+
+const WEBHOOK_COLUMNS: &str = "id, tenant_id, url, events_json, secret_key_id, secret_sealed, \
+     last_event_seq, created_at";
+
+fn webhook_from(row: &SqliteRow) -> Result<WebhookRow, StoreError> {
+    let events: String = row.try_get("events_json")?;
+    Ok(WebhookRow {
+        id: row.try_get("id")?,
+        tenant_id: tenant_id(row.try_get("tenant_id")?)?,
+        url: row.try_get("url")?,
+        events: serde_json::from_str(&events).map_err(corrupt)?,
+        secret_key_id: row.try_get("secret_key_id")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        last_event_seq: row.try_get("last_event_seq")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_id, status, attempts, \
+     next_attempt_at, last_status, last_error, created_at, updated_at, delivered_at";
+
+fn delivery_from(row: &SqliteRow) -> Result<DeliveryRow, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(DeliveryRow {
+        id: row.try_get("id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        event_seq: row.try_get("event_seq")?,
+        event_id: row.try_get("event_id")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| corrupt(format!("delivery status {status}")))?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+    })
+}
+
+async fn insert_event_in(tx: &mut Transaction<'_, Sqlite>, e: &EventRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, account_id, type, occurred_at, data_json) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&e.id)
+    .bind(e.tenant_id.as_str())
+    .bind(e.account_id.as_ref().map(AccountId::as_str))
+    .bind(&e.event_type)
+    .bind(e.occurred_at)
+    .bind(&e.data_json)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether `lease` still holds its job (checked inside a transaction).
+async fn holds(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool, StoreError> {
+    let held: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM jobs WHERE id = ? AND lease_owner = ? AND status = 'running'",
+    )
+    .bind(&lease.job_id)
+    .bind(&lease.owner)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(held.is_some())
+}
+
+async fn end_job_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    lease: &Lease,
+    status: JobStatus,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET status = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, \
+         updated_at = ? WHERE id = ? AND lease_owner = ?",
+    )
+    .bind(status.as_str())
+    .bind(error)
+    .bind(now)
+    .bind(&lease.job_id)
+    .bind(&lease.owner)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl SyncStore for SqliteStore {
+    async fn enqueue_sync(
+        &self,
+        run: &SyncRunRow,
+        job: &JobRow,
+        next_sync_at: i64,
+    ) -> Result<Enqueued, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let existing: Option<String> = sqlx::query_scalar(
+            "SELECT json_extract(payload_json, '$.sync_run_id') FROM jobs \
+             WHERE account_id = ? AND kind = 'sync' AND status IN ('queued', 'running')",
+        )
+        .bind(run.account_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            return Ok(Enqueued::AlreadyQueued(existing));
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sync_runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(&run.id)
+        .bind(run.tenant_id.as_str())
+        .bind(run.account_id.as_str())
+        .bind(&run.trigger)
+        .bind(run.status.as_str())
+        .bind(&run.phase)
+        .bind(&run.progress_json)
+        .bind(&run.counts_json)
+        .bind(&run.error)
+        .bind(run.attempts)
+        .bind(run.created_at)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        insert_job_in(&mut tx, job).await?;
+        sqlx::query(
+            "INSERT INTO account_sync_state (account_id, next_sync_at) VALUES (?, ?) \
+             ON CONFLICT (account_id) DO UPDATE SET next_sync_at = excluded.next_sync_at",
+        )
+        .bind(run.account_id.as_str())
+        .bind(next_sync_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Enqueued::Created)
+    }
+
+    async fn sync_run(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<SyncRunRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE tenant_id = ? AND id = ?"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(run_from)
+        .transpose()
+    }
+
+    async fn last_finished_sync(
+        &self,
+        account: &AccountId,
+    ) -> Result<Option<SyncRunRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE account_id = ? \
+             AND status IN ('succeeded', 'failed') ORDER BY finished_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(run_from)
+        .transpose()
+    }
+
+    async fn last_good_sync_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
+        let at: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT last_success_at FROM account_sync_state WHERE account_id = ?",
+        )
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(at.flatten())
+    }
+
+    async fn due_accounts(&self, now: i64, limit: u32) -> Result<Vec<DueAccount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT a.tenant_id, a.id, a.config_json FROM integrated_accounts a \
+             LEFT JOIN account_sync_state s ON s.account_id = a.id \
+             WHERE a.status = 'active' AND (s.next_sync_at IS NULL OR s.next_sync_at <= ?) \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.account_id = a.id AND j.kind = 'sync' \
+                             AND j.status IN ('queued', 'running')) \
+             ORDER BY s.next_sync_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DueAccount {
+                    tenant_id: tenant_id(row.try_get("tenant_id")?)?,
+                    account_id: account_id(row.try_get("id")?)?,
+                    config_json: row.try_get("config_json")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_job(&self, job: &JobRow) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        insert_job_in(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Option<JobRow>, StoreError> {
+        // One statement: SQLite runs it under its single write lock, so two
+        // workers can never claim the same row.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET status = 'running', lease_owner = ?1, lease_until = ?3, \
+             attempts = attempts + 1, updated_at = ?2 \
+             WHERE id = (SELECT id FROM jobs WHERE (status = 'queued' AND run_at <= ?2) \
+                         OR (status = 'running' AND lease_until < ?2) \
+                         ORDER BY run_at, id LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(now)
+        .bind(lease_until)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(job_from)
+        .transpose()
+    }
+
+    async fn renew_lease(&self, lease: &Lease, lease_until: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(lease_until)
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(
+        &self,
+        lease: &Lease,
+        status: JobStatus,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if !holds(&mut tx, lease).await? {
+            return Ok(false);
+        }
+        end_job_in(&mut tx, lease, status, error, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn retry_job(
+        &self,
+        lease: &Lease,
+        run_at: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = ?, last_error = ?, lease_owner = NULL, \
+             lease_until = NULL, updated_at = ? \
+             WHERE id = ? AND lease_owner = ? AND status = 'running'",
+        )
+        .bind(run_at)
+        .bind(error)
+        .bind(now)
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(job_from)
+        .transpose()
+    }
+
+    async fn start_sync_run(&self, id: &str, attempts: i64, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'running', phase = 'starting', attempts = ?, \
+             started_at = COALESCE(started_at, ?) WHERE id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(attempts)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn sync_progress(
+        &self,
+        id: &str,
+        phase: &str,
+        progress_json: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE sync_runs SET phase = ?, progress_json = ? WHERE id = ? AND status = 'running'",
+        )
+        .bind(phase)
+        .bind(progress_json)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_sync(
+        &self,
+        lease: Option<&Lease>,
+        run_id: &str,
+        error: &str,
+        event: &EventRow,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(lease) = lease {
+            if !holds(&mut tx, lease).await? {
+                return Ok(false);
+            }
+            end_job_in(&mut tx, lease, JobStatus::Failed, Some(error), now).await?;
+        }
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'failed', phase = NULL, error = ?, finished_at = ? \
+             WHERE id = ?",
+        )
+        .bind(error)
+        .bind(now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        insert_event_in(&mut tx, event).await?;
+        if let Some(account) = &event.account_id {
+            sqlx::query("UPDATE account_sync_state SET last_run_id = ? WHERE account_id = ?")
+                .bind(run_id)
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn commit_sync(&self, c: &SyncCommit) -> Result<bool, StoreError> {
+        let account = c
+            .account_id
+            .as_ref()
+            .ok_or_else(|| corrupt("a sync commit without an account"))?
+            .as_str();
+        let mut tx = self.pool().begin().await?;
+        if let Some(lease) = &c.lease {
+            if !holds(&mut tx, lease).await? {
+                return Ok(false);
+            }
+            end_job_in(&mut tx, lease, JobStatus::Done, None, c.finished_at).await?;
+        }
+        for id in &c.delete_users {
+            sqlx::query("DELETE FROM dir_users WHERE account_id = ? AND user_id = ?")
+                .bind(account)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for u in &c.upsert_users {
+            sqlx::query(
+                "INSERT INTO dir_users (account_id, user_id, email, status, is_admin, data_json) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, user_id) DO UPDATE SET \
+                 email = excluded.email, status = excluded.status, is_admin = excluded.is_admin, \
+                 data_json = excluded.data_json",
+            )
+            .bind(account)
+            .bind(&u.user_id)
+            .bind(&u.email)
+            .bind(&u.status)
+            .bind(i64::from(u.is_admin))
+            .bind(&u.data_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in &c.delete_groups {
+            sqlx::query("DELETE FROM dir_groups WHERE account_id = ? AND group_id = ?")
+                .bind(account)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for g in &c.upsert_groups {
+            sqlx::query(
+                "INSERT INTO dir_groups (account_id, group_id, name, data_json) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (account_id, group_id) DO UPDATE SET name = excluded.name, \
+                 data_json = excluded.data_json",
+            )
+            .bind(account)
+            .bind(&g.group_id)
+            .bind(&g.name)
+            .bind(&g.data_json)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (group, user) in &c.remove_memberships {
+            sqlx::query(
+                "DELETE FROM dir_memberships WHERE account_id = ? AND group_id = ? AND user_id = ?",
+            )
+            .bind(account)
+            .bind(group)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (group, user) in &c.add_memberships {
+            sqlx::query(
+                "INSERT INTO dir_memberships (account_id, group_id, user_id) VALUES (?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(account)
+            .bind(group)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM dir_roles WHERE account_id = ?")
+            .bind(account)
+            .execute(&mut *tx)
+            .await?;
+        for r in &c.roles {
+            sqlx::query("INSERT INTO dir_roles (account_id, role_id, data_json) VALUES (?, ?, ?)")
+                .bind(account)
+                .bind(&r.role_id)
+                .bind(&r.data_json)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in &c.events {
+            insert_event_in(&mut tx, e).await?;
+        }
+        sqlx::query(
+            "UPDATE sync_runs SET status = 'succeeded', phase = NULL, counts_json = ?, error = NULL, \
+             finished_at = ? WHERE id = ?",
+        )
+        .bind(&c.counts_json)
+        .bind(c.finished_at)
+        .bind(&c.run_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO account_sync_state (account_id, last_run_id, last_success_at, next_sync_at) \
+             VALUES (?1, ?2, ?3, ?3) ON CONFLICT (account_id) DO UPDATE SET \
+             last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at",
+        )
+        .bind(account)
+        .bind(&c.run_id)
+        .bind(c.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn snapshot_users(&self, account: &AccountId) -> Result<Vec<CachedUserRow>, StoreError> {
+        sqlx::query(
+            "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+             WHERE account_id = ? ORDER BY user_id",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(user_from)
+        .collect()
+    }
+
+    async fn snapshot_groups(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<CachedGroupRow>, StoreError> {
+        sqlx::query(
+            "SELECT group_id, name, data_json FROM dir_groups WHERE account_id = ? ORDER BY group_id",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(group_from)
+        .collect()
+    }
+
+    async fn snapshot_memberships(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT group_id, user_id FROM dir_memberships WHERE account_id = ? \
+             ORDER BY group_id, user_id",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    async fn snapshot_roles(&self, account: &AccountId) -> Result<Vec<CachedRoleRow>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT role_id, data_json FROM dir_roles WHERE account_id = ? ORDER BY role_id",
+        )
+        .bind(account.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(role_id, data_json)| CachedRoleRow { role_id, data_json })
+            .collect())
+    }
+
+    async fn cached_users(
+        &self,
+        account: &AccountId,
+        f: &CachedUserFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CachedUserRow>, StoreError> {
+        // Each shape gets a statement that an index answers in key order, so
+        // a page costs the same at any depth and any size.
+        let sql = if f.group_id.is_some() {
+            "SELECT u.user_id, u.email, u.status, u.is_admin, u.data_json \
+             FROM dir_memberships m JOIN dir_users u \
+               ON u.account_id = m.account_id AND u.user_id = m.user_id \
+             WHERE m.account_id = ?1 AND m.group_id = ?5 AND (?2 IS NULL OR m.user_id > ?2) \
+             AND (?3 IS NULL OR u.status = ?3) AND (?4 IS NULL OR u.is_admin = ?4) \
+             AND (?6 IS NULL OR u.email = ?6) ORDER BY m.user_id LIMIT ?7"
+        } else if f.email.is_some() {
+            "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+             WHERE account_id = ?1 AND email = ?6 AND (?2 IS NULL OR user_id > ?2) \
+             AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR is_admin = ?4) \
+             ORDER BY user_id LIMIT ?7"
+        } else if f.status.is_some() && f.is_admin.is_some() {
+            "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+             INDEXED BY dir_users_status_admin \
+             WHERE account_id = ?1 AND status = ?3 AND is_admin = ?4 \
+             AND (?2 IS NULL OR user_id > ?2) ORDER BY user_id LIMIT ?7"
+        } else if f.status.is_some() {
+            "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+             INDEXED BY dir_users_status \
+             WHERE account_id = ?1 AND status = ?3 AND (?2 IS NULL OR user_id > ?2) \
+             ORDER BY user_id LIMIT ?7"
+        } else {
+            "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+             WHERE account_id = ?1 AND (?2 IS NULL OR user_id > ?2) \
+             AND (?4 IS NULL OR is_admin = ?4) ORDER BY user_id LIMIT ?7"
+        };
+        sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(after)
+            .bind(&f.status)
+            .bind(f.is_admin.map(i64::from))
+            .bind(&f.group_id)
+            .bind(&f.email)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(user_from)
+            .collect()
+    }
+
+    async fn cached_user(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<CachedUserRow>, StoreError> {
+        sqlx::query(
+            "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+             WHERE account_id = ? AND user_id = ?",
+        )
+        .bind(account.as_str())
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(user_from)
+        .transpose()
+    }
+
+    async fn cached_user_groups(
+        &self,
+        account: &AccountId,
+        users: &[String],
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(users).map_err(corrupt)?;
+        Ok(sqlx::query_as(
+            "SELECT m.user_id, m.group_id, g.name FROM dir_memberships m \
+             JOIN dir_groups g ON g.account_id = m.account_id AND g.group_id = m.group_id \
+             WHERE m.account_id = ? AND m.user_id IN (SELECT value FROM json_each(?)) \
+             ORDER BY m.user_id, m.group_id",
+        )
+        .bind(account.as_str())
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    async fn cached_groups(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CachedGroupRow>, StoreError> {
+        sqlx::query(
+            "SELECT group_id, name, data_json FROM dir_groups \
+             WHERE account_id = ?1 AND (?2 IS NULL OR group_id > ?2) ORDER BY group_id LIMIT ?3",
+        )
+        .bind(account.as_str())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(group_from)
+        .collect()
+    }
+
+    async fn cached_group(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<Option<CachedGroupRow>, StoreError> {
+        sqlx::query(
+            "SELECT group_id, name, data_json FROM dir_groups WHERE account_id = ? AND group_id = ?",
+        )
+        .bind(account.as_str())
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(group_from)
+        .transpose()
+    }
+
+    async fn cached_memberships(
+        &self,
+        account: &AccountId,
+        group_id: Option<&str>,
+        user_id: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let (after_group, after_user) = after.unzip();
+        let sql = if user_id.is_some() && group_id.is_none() {
+            "SELECT group_id, user_id FROM dir_memberships INDEXED BY dir_memberships_user \
+             WHERE account_id = ?1 AND user_id = ?3 \
+             AND (?4 IS NULL OR (group_id, user_id) > (?4, ?5)) \
+             ORDER BY group_id, user_id LIMIT ?6"
+        } else {
+            "SELECT group_id, user_id FROM dir_memberships \
+             WHERE account_id = ?1 AND (?2 IS NULL OR group_id = ?2) AND (?3 IS NULL OR user_id = ?3) \
+             AND (?4 IS NULL OR (group_id, user_id) > (?4, ?5)) \
+             ORDER BY group_id, user_id LIMIT ?6"
+        };
+        Ok(sqlx::query_as(sql)
+            .bind(account.as_str())
+            .bind(group_id)
+            .bind(user_id)
+            .bind(after_group)
+            .bind(after_user)
+            .bind(i64::from(limit))
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    async fn append_events(&self, events: &[EventRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for e in events {
+            insert_event_in(&mut tx, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(
+        &self,
+        tenant: &TenantId,
+        account: Option<&AccountId>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND seq > ?2 \
+             AND (?3 IS NULL OR account_id = ?3) ORDER BY seq LIMIT ?4"
+        )))
+        .bind(tenant.as_str())
+        .bind(after_seq)
+        .bind(account.map(AccountId::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(event_from)
+        .collect()
+    }
+
+    async fn insert_webhook(&self, w: &WebhookRow) -> Result<(), StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )))
+        .bind(&w.id)
+        .bind(w.tenant_id.as_str())
+        .bind(&w.url)
+        .bind(serde_json::to_string(&w.events).map_err(corrupt)?)
+        .bind(&w.secret_key_id)
+        .bind(&w.secret_sealed)
+        .bind(w.last_event_seq)
+        .bind(w.created_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<WebhookRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? AND id = ?"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(webhook_from)
+        .transpose()
+    }
+
+    async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<WebhookRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ? ORDER BY id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(webhook_from)
+        .collect()
+    }
+
+    async fn delete_webhook(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE tenant_id = ? AND id = ?")
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn queue_deliveries(&self, now: i64, batch: u32) -> Result<u64, StoreError> {
+        let webhooks = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks w WHERE EXISTS \
+             (SELECT 1 FROM events e WHERE e.tenant_id = w.tenant_id AND e.seq > w.last_event_seq)"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        let mut queued = 0;
+        for row in &webhooks {
+            let w = webhook_from(row)?;
+            let mut tx = self.pool().begin().await?;
+            // Re-read the cursor inside the transaction: another worker may
+            // have moved it since.
+            let cursor: Option<i64> =
+                sqlx::query_scalar("SELECT last_event_seq FROM webhooks WHERE id = ?")
+                    .bind(&w.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(cursor) = cursor else { continue };
+            let events: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT seq, id, type FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            )
+            .bind(w.tenant_id.as_str())
+            .bind(cursor)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await?;
+            let Some(last) = events.last().map(|e| e.0) else {
+                continue;
+            };
+            for (seq, event_id, event_type) in &events {
+                if !event_matches(&w.events, event_type) {
+                    continue;
+                }
+                let id = format!("dlv_{}", uuid::Uuid::now_v7().simple());
+                let done = sqlx::query(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_id, status, \
+                     attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(&id)
+                .bind(&w.id)
+                .bind(seq)
+                .bind(event_id)
+                .bind(now)
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                queued += done.rows_affected();
+            }
+            sqlx::query("UPDATE webhooks SET last_event_seq = ? WHERE id = ?")
+                .bind(last)
+                .bind(&w.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(queued)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
+             AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at, id LIMIT ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            sqlx::query("UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?")
+                .bind(lease_until)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?"
+            )))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let delivery = delivery_from(&row)?;
+            let webhook = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?"
+            )))
+            .bind(&delivery.webhook_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let event = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?"
+            )))
+            .bind(delivery.event_seq)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(DueDelivery {
+                delivery,
+                webhook: webhook_from(&webhook)?,
+                event: event_from(&event)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: &str,
+        outcome: &DeliveryOutcome,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = match outcome {
+            DeliveryOutcome::Succeeded { status } => sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, \
+                 last_status = ?, last_error = NULL, lease_until = NULL, updated_at = ?, \
+                 delivered_at = ? WHERE id = ?",
+            )
+            .bind(*status)
+            .bind(now)
+            .bind(now)
+            .bind(id),
+            DeliveryOutcome::Failed {
+                status,
+                error,
+                retry_at,
+            } => sqlx::query(
+                "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, \
+                 last_status = ?, last_error = ?, lease_until = NULL, \
+                 next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? WHERE id = ?",
+            )
+            .bind(if retry_at.is_some() {
+                "pending"
+            } else {
+                "dead"
+            })
+            .bind(*status)
+            .bind(error)
+            .bind(*retry_at)
+            .bind(now)
+            .bind(id),
+        };
+        query.execute(self.pool()).await?;
+        Ok(())
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
+             WHERE webhook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+        )))
+        .bind(webhook_id)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(delivery_from)
+        .collect()
+    }
+}
+
+async fn insert_job_in(tx: &mut Transaction<'_, Sqlite>, j: &JobRow) -> Result<(), StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )))
+    .bind(&j.id)
+    .bind(&j.kind)
+    .bind(j.tenant_id.as_ref().map(TenantId::as_str))
+    .bind(j.account_id.as_ref().map(AccountId::as_str))
+    .bind(&j.payload_json)
+    .bind(j.status.as_str())
+    .bind(j.run_at)
+    .bind(j.attempts)
+    .bind(j.max_attempts)
+    .bind(&j.lease_owner)
+    .bind(j.lease_until)
+    .bind(&j.last_error)
+    .bind(j.created_at)
+    .bind(j.updated_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            what: "job",
+            field: "account",
+        },
+        _ => StoreError::Database(e),
+    })?;
+    Ok(())
+}
