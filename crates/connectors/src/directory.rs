@@ -9,6 +9,8 @@
 //! `None` at the end. Walking every page must yield every object exactly once
 //! whatever the vendor does underneath.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use rollcall_core::Provider;
 use rollcall_core::unified::{Group, GroupMembership, Me, Role, User, UserStatus};
@@ -119,6 +121,41 @@ pub enum DirectoryError {
     Connector(#[from] ConnectorError),
 }
 
+/// Everything a sync stores about one account, read in the cheapest way
+/// the vendor allows. Users carry `groups: None` (memberships say that) and
+/// no `remote_data`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectorySnapshot {
+    /// Every user the vendor knows: active, deactivated/former and invited.
+    pub users: Vec<User>,
+    /// Every live group (soft-deleted ones left out).
+    pub groups: Vec<Group>,
+    /// `(group_id, user_id)` pairs, each once.
+    pub memberships: Vec<(String, String)>,
+    pub roles: Vec<Role>,
+}
+
+/// Where a snapshot read has got to, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotProgress {
+    /// `users`, `user_details`, `groups` or `memberships`.
+    pub phase: &'static str,
+    pub done: u64,
+    /// Known once the vendor has said how many there are.
+    pub total: Option<u64>,
+}
+
+/// Told of progress as a snapshot read goes; must be cheap (it is called
+/// once per item or page).
+pub trait ProgressSink: Send + Sync {
+    fn report(&self, progress: SnapshotProgress);
+}
+
+/// What the last good snapshot knew of each user, by id: a connector that
+/// needs one call per user for some fields (Mode's email and name) reuses
+/// them for users the vendor's list shows unchanged.
+pub type KnownUsers = HashMap<String, User>;
+
 #[async_trait]
 pub trait Directory: Send + Sync {
     fn provider(&self) -> Provider;
@@ -160,4 +197,12 @@ pub trait Directory: Send + Sync {
     async fn list_roles(&self) -> Result<Vec<Role>, DirectoryError>;
     async fn get_role(&self, id: &str) -> Result<Role, DirectoryError>;
     async fn me(&self) -> Result<Me, DirectoryError>;
+
+    /// The whole directory for a sync. Fails as a whole: a snapshot that
+    /// could not be read completely is an error, never a partial result.
+    async fn snapshot(
+        &self,
+        known: &KnownUsers,
+        progress: &dyn ProgressSink,
+    ) -> Result<DirectorySnapshot, DirectoryError>;
 }

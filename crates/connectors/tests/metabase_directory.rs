@@ -4,15 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollcall_connectors::RetryPolicy;
 use rollcall_connectors::metabase::MetabaseDirectory;
 use rollcall_connectors::{
     AccountConfig, Added, BaseUrl, ConnectorError, Credentials, Directory, DirectoryError,
-    GroupPatch, LinkedAccount, MembershipQuery, MetabaseConfig, NewGroup, NewUser, PageRequest,
-    UserPatch, UserQuery, VendorGuards, VendorHttp, VendorRequest,
+    DirectorySnapshot, GroupPatch, KnownUsers, LinkedAccount, MembershipQuery, MetabaseConfig,
+    NewGroup, NewUser, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
+    VendorGuards, VendorHttp, VendorRequest,
 };
 use rollcall_core::unified::{GroupMembership, RoleScope, RoleType, User, UserStatus};
 use rollcall_core::{Provider, SystemClock};
@@ -1195,4 +1197,247 @@ async fn vendor_failures() {
         MetabaseDirectory::new(&wrong).me().await.unwrap_err(),
         DirectoryError::Connector(ConnectorError::AuthRejected(_))
     ));
+}
+
+// ---- snapshots -------------------------------------------------------------------------
+
+/// Every progress report, in order.
+#[derive(Default)]
+struct Progress(Mutex<Vec<SnapshotProgress>>);
+
+impl ProgressSink for Progress {
+    fn report(&self, progress: SnapshotProgress) {
+        self.0.lock().unwrap().push(progress);
+    }
+}
+
+async fn sim_control(sim: &RunningMetabaseSim, method: reqwest::Method, path: &str) -> Value {
+    let response = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{path}");
+    response.json().await.unwrap_or(Value::Null)
+}
+
+/// The snapshot is the vendor's directory as Metabase itself lists it.
+async fn assert_is_the_vendors(account: &LinkedAccount, snap: &DirectorySnapshot) {
+    let listed = raw(account, "/api/user?status=all").await;
+    let mut vendor_users: Vec<&Value> = listed["data"].as_array().unwrap().iter().collect();
+    vendor_users.sort_by_key(|u| u["id"].as_u64().unwrap());
+    assert_eq!(snap.users.len(), vendor_users.len());
+    assert_eq!(snap.users.len() as u64, listed["total"].as_u64().unwrap());
+    let mut statuses = BTreeSet::new();
+    for (user, v) in snap.users.iter().zip(&vendor_users) {
+        assert_eq!(user.id, v["id"].to_string());
+        assert_eq!(user.email.as_deref(), v["email"].as_str());
+        assert_eq!(user.username.as_deref(), v["email"].as_str());
+        assert_eq!(user.first_name.as_deref(), v["first_name"].as_str());
+        assert_eq!(user.last_name.as_deref(), v["last_name"].as_str());
+        assert_eq!(user.name.as_deref(), v["common_name"].as_str());
+        assert_eq!(user.is_admin, v["is_superuser"] == true);
+        let status = if v["is_active"] == false {
+            UserStatus::Inactive
+        } else {
+            UserStatus::Active
+        };
+        assert_eq!(user.status, status, "user {}", user.id);
+        assert_eq!(user.last_active_at.as_deref(), v["last_login"].as_str());
+        assert_eq!(user.groups, None);
+        assert_eq!(user.remote_data, None);
+        statuses.insert(user.status.as_str());
+    }
+    assert_eq!(statuses.len(), 2, "active and deactivated: {statuses:?}");
+
+    let groups = raw(account, "/api/permissions/group").await;
+    let mut vendor_groups: Vec<&Value> = groups.as_array().unwrap().iter().collect();
+    vendor_groups.sort_by_key(|g| g["id"].as_u64().unwrap());
+    assert_eq!(snap.groups.len(), vendor_groups.len());
+    for (group, v) in snap.groups.iter().zip(&vendor_groups) {
+        assert_eq!(group.id, v["id"].to_string());
+        assert_eq!(Some(group.name.as_str()), v["name"].as_str());
+        assert_eq!(group.member_count, v["member_count"].as_u64());
+        assert_eq!(group.remote_data, None);
+    }
+
+    let map = raw(account, "/api/permissions/membership").await;
+    let mut pairs: Vec<(u64, u64)> = map
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|ms| ms.as_array().unwrap())
+        .map(|m| {
+            (
+                m["group_id"].as_u64().unwrap(),
+                m["user_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    let expected: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(g, u)| (g.to_string(), u.to_string()))
+        .collect();
+    assert_eq!(snap.memberships, expected);
+    let roles: Vec<&str> = snap.roles.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(roles, ["admin", "member", "group_manager"]);
+}
+
+#[tokio::test]
+async fn snapshot_pages_every_user_group_and_membership() {
+    let sim = start(2_500).await;
+    let account = admin_key(&sim);
+    let dir = MetabaseDirectory::new(&account);
+    let n = raw(&account, "/api/user?status=all&limit=1").await["total"]
+        .as_u64()
+        .unwrap();
+    assert!(n > 2_000, "{n}");
+
+    sim_control(&sim, reqwest::Method::POST, "/_sim/counters/reset").await;
+    let progress = Progress::default();
+    let snap = dir.snapshot(&KnownUsers::new(), &progress).await.unwrap();
+    let counters = sim_control(&sim, reqwest::Method::GET, "/_sim/counters").await;
+    let routes = &counters["by_route"];
+    assert_eq!(routes["GET /api/user"], n.div_ceil(1000), "{counters}");
+    assert_eq!(routes["GET /api/permissions/group"], 1, "{counters}");
+    assert_eq!(routes["GET /api/permissions/membership"], 1, "{counters}");
+    assert_eq!(counters["total"], n.div_ceil(1000) + 2, "{counters}");
+
+    assert_is_the_vendors(&account, &snap).await;
+    let reports = progress.0.lock().unwrap().clone();
+    let users: Vec<(u64, Option<u64>)> = reports
+        .iter()
+        .filter(|p| p.phase == "users")
+        .map(|p| (p.done, p.total))
+        .collect();
+    let expected: Vec<(u64, Option<u64>)> = (1..=n.div_ceil(1000))
+        .map(|page| ((page * 1000).min(n), Some(n)))
+        .collect();
+    assert_eq!(users, expected);
+    let g = snap.groups.len() as u64;
+    let m = snap.memberships.len() as u64;
+    assert_eq!(
+        &reports[reports.len() - 2..],
+        [
+            SnapshotProgress {
+                phase: "groups",
+                done: g,
+                total: Some(g)
+            },
+            SnapshotProgress {
+                phase: "memberships",
+                done: m,
+                total: Some(m)
+            }
+        ]
+    );
+}
+
+/// After the first page, adds a user who sorts first, so every later page
+/// starts one user earlier (offset paging while users are added).
+struct AddsAUserAfterThePage {
+    url: String,
+    key: String,
+    added: AtomicBool,
+}
+
+impl ProgressSink for AddsAUserAfterThePage {
+    fn report(&self, progress: SnapshotProgress) {
+        if progress.phase != "users" || self.added.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // `report` is synchronous: add the user on a thread of its own and
+        // wait, while the test runtime's workers keep the simulator serving.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    runtime.block_on(async {
+                        let response = reqwest::Client::new()
+                            .post(format!("{}/api/user", self.url))
+                            .header("x-api-key", &self.key)
+                            .json(&json!({
+                                "email": "aaaa@example.com",
+                                "first_name": "Aaaa",
+                                "last_name": "Aaaa",
+                            }))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(response.status().is_success(), "{}", response.status());
+                    });
+                })
+                .join()
+                .unwrap();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_keeps_one_of_a_user_listed_twice() {
+    let sim = start(2_500).await;
+    let account = admin_key(&sim);
+    let dir = MetabaseDirectory::new(&account);
+    let before = raw(&account, "/api/user?status=all").await;
+    let mut expected: Vec<String> = before["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].to_string())
+        .collect();
+    expected.sort_by_key(|id| id.parse::<u64>().unwrap());
+
+    let sink = AddsAUserAfterThePage {
+        url: sim.base_url(),
+        key: sim.fixtures().admin_api_key.clone(),
+        added: AtomicBool::new(false),
+    };
+    let snap = dir.snapshot(&KnownUsers::new(), &sink).await.unwrap();
+    assert!(sink.added.load(Ordering::SeqCst));
+    // The last user of the first page came again first on the second: kept
+    // once. The newcomer sorted before what was read; the next sync has it.
+    let got: Vec<String> = snap.users.iter().map(|u| u.id.clone()).collect();
+    assert_eq!(got, expected);
+    let after = raw(&account, "/api/user?status=all&limit=1").await;
+    assert_eq!(after["data"][0]["email"], "aaaa@example.com");
+    assert_eq!(after["total"].as_u64().unwrap(), expected.len() as u64 + 1);
+}
+
+#[tokio::test]
+async fn snapshot_fails_as_a_whole_on_a_vendor_error() {
+    let sim = start(2_500).await;
+    let account = admin_key(&sim);
+    let dir = MetabaseDirectory::new(&account);
+    for spec in [
+        // The second page of users.
+        "500@every=2@/api/user",
+        "500@next=1@/api/permissions/group",
+        "500@next=1@/api/permissions/membership",
+        "truncate@next=1@/api/user",
+    ] {
+        add_fault(&sim, spec).await;
+        let err = dir
+            .snapshot(&KnownUsers::new(), &Progress::default())
+            .await
+            .unwrap_err();
+        sim_control(&sim, reqwest::Method::DELETE, "/_sim/faults").await;
+        match (spec.starts_with("truncate"), &err) {
+            (false, DirectoryError::Connector(ConnectorError::Vendor(remote))) => {
+                assert_eq!(remote.status, 500, "{spec}");
+            }
+            (true, DirectoryError::Connector(ConnectorError::BadResponse(_))) => {}
+            _ => panic!("{spec}: {err:?}"),
+        }
+    }
+    // And the next one reads everything.
+    let snap = dir
+        .snapshot(&KnownUsers::new(), &Progress::default())
+        .await
+        .unwrap();
+    assert_is_the_vendors(&account, &snap).await;
 }

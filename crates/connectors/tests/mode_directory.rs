@@ -5,14 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rollcall_connectors::mode::ModeDirectory;
 use rollcall_connectors::{
-    AccountConfig, Added, ConnectorError, Credentials, Directory, DirectoryError, GroupPatch,
-    LinkedAccount, MembershipQuery, ModeConfig, NewGroup, NewUser, PageRequest, UserPatch,
-    UserQuery, VendorGuards, VendorHttp,
+    AccountConfig, Added, ConnectorError, Credentials, Directory, DirectoryError,
+    DirectorySnapshot, GroupPatch, KnownUsers, LinkedAccount, MembershipQuery, ModeConfig,
+    NewGroup, NewUser, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
+    VendorGuards, VendorHttp,
 };
 use rollcall_core::unified::{GroupMembership, RoleType, User, UserStatus};
 use rollcall_core::{Provider, SystemClock};
@@ -1426,4 +1427,309 @@ async fn walks_unpaginated_lists_by_slicing() {
             );
         }
     }
+}
+
+// ---- snapshots -------------------------------------------------------------------------
+
+const DETAIL_ROUTE: &str = "GET /api/{name}";
+
+/// Every progress report, in order.
+#[derive(Default)]
+struct Progress(Mutex<Vec<SnapshotProgress>>);
+
+impl ProgressSink for Progress {
+    fn report(&self, progress: SnapshotProgress) {
+        self.0.lock().unwrap().push(progress);
+    }
+}
+
+impl Progress {
+    fn of(&self, phase: &str) -> Vec<SnapshotProgress> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.phase == phase)
+            .copied()
+            .collect()
+    }
+}
+
+fn known_from(snapshot: &DirectorySnapshot) -> KnownUsers {
+    snapshot
+        .users
+        .iter()
+        .map(|u| (u.id.clone(), u.clone()))
+        .collect()
+}
+
+async fn snapshot(dir: &ModeDirectory<'_>, known: &KnownUsers) -> DirectorySnapshot {
+    dir.snapshot(known, &Progress::default()).await.unwrap()
+}
+
+/// `GET /api/{username}` calls since the counters were reset.
+async fn detail_calls(h: &Harness) -> u64 {
+    h.counters().await["by_route"][DETAIL_ROUTE]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The snapshot is the simulator's directory, read raw: every member in
+/// every state with its account's email and name, every live group, and
+/// every group's members.
+async fn assert_is_the_simulators(h: &Harness, snap: &DirectorySnapshot) {
+    let raw = h.raw_memberships().await;
+    let state = h.state().await;
+    assert_eq!(snap.users.len(), raw.len());
+    assert_eq!(
+        snap.users.len() as u64,
+        state["members"]["total"].as_u64().unwrap()
+    );
+    let ids = ids(&snap.users);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "users are sorted by id, each once");
+    let by_id: BTreeMap<&str, &User> = snap.users.iter().map(|u| (u.id.as_str(), u)).collect();
+    let mut statuses = BTreeSet::new();
+    for m in &raw {
+        let user = by_id[m["member_token"].as_str().unwrap()];
+        let username = m["member_username"].as_str().unwrap();
+        assert_eq!(user.username.as_deref(), Some(username));
+        assert_eq!(user.status, status_of(m), "{username}");
+        assert_eq!(user.is_admin, m["admin"] == true, "{username}");
+        assert_eq!(user.created_at.as_deref(), m["activated_at"].as_str());
+        let account = h.raw(&format!("/api/{username}")).await;
+        assert_eq!(
+            user.email.as_deref(),
+            account["email"].as_str(),
+            "{username}"
+        );
+        assert!(user.email.is_some(), "{username} has an email");
+        assert_eq!(user.name.as_deref(), account["name"].as_str(), "{username}");
+        assert_eq!(user.groups, None);
+        assert_eq!(user.remote_data, None);
+        statuses.insert(user.status.as_str());
+    }
+    assert_eq!(statuses.len(), 3, "every state is there: {statuses:?}");
+
+    let raw_groups: Vec<Value> = h
+        .raw_groups()
+        .await
+        .into_iter()
+        .filter(|g| g["state"] != "soft_deleted")
+        .collect();
+    let mut group_ids: Vec<String> = raw_groups
+        .iter()
+        .map(|g| g["token"].as_str().unwrap().to_owned())
+        .collect();
+    group_ids.sort();
+    assert_eq!(ids_of_groups(snap), group_ids);
+    assert_eq!(
+        snap.groups.len() as u64,
+        state["groups"]["active"].as_u64().unwrap()
+    );
+    for g in &raw_groups {
+        let group = snap.groups.iter().find(|x| x.id == g["token"]).unwrap();
+        assert_eq!(Some(group.name.as_str()), g["name"].as_str());
+        assert_eq!(group.remote_data, None);
+    }
+    let mut pairs = Vec::new();
+    for group in &group_ids {
+        for user in h.raw_group_members(group).await {
+            assert!(
+                by_id.contains_key(user.as_str()),
+                "{user} is a listed member"
+            );
+            pairs.push((group.clone(), user));
+        }
+    }
+    pairs.sort();
+    assert!(!pairs.is_empty());
+    assert_eq!(snap.memberships, pairs);
+    let roles: Vec<&str> = snap.roles.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(roles, ["admin", "member"]);
+}
+
+fn ids_of_groups(snap: &DirectorySnapshot) -> Vec<String> {
+    snap.groups.iter().map(|g| g.id.clone()).collect()
+}
+
+#[tokio::test]
+async fn snapshot_is_every_member_group_and_membership() {
+    let h = Harness::start(80, None).await;
+    let account = h.account(&h.fx.admin);
+    let dir = ModeDirectory::new(&account, &h.config);
+
+    h.reset_counters().await;
+    let progress = Progress::default();
+    let snap = dir.snapshot(&KnownUsers::new(), &progress).await.unwrap();
+    let counters = h.counters().await;
+    let n = snap.users.len() as u64;
+    // The member list once, then one account per member.
+    assert_eq!(
+        counters["by_route"]["GET /api/{ws}/memberships"], 1,
+        "{counters}"
+    );
+    assert_eq!(counters["by_route"][DETAIL_ROUTE], n, "{counters}");
+    assert_eq!(
+        counters["by_route"]["GET /api/{ws}/groups"], 1,
+        "{counters}"
+    );
+    assert_is_the_simulators(&h, &snap).await;
+
+    assert_eq!(
+        progress.of("users"),
+        [SnapshotProgress {
+            phase: "users",
+            done: n,
+            total: Some(n)
+        }]
+    );
+    let details = progress.of("user_details");
+    assert_eq!(details.len() as u64, n);
+    assert!(details.iter().all(|p| p.total == Some(n)));
+    assert_eq!(details.last().unwrap().done, n);
+    let g = snap.groups.len() as u64;
+    assert_eq!(progress.of("groups").len(), 1);
+    let members = progress.of("memberships");
+    assert_eq!(members.len() as u64, g);
+    assert_eq!(
+        members.last().copied(),
+        Some(SnapshotProgress {
+            phase: "memberships",
+            done: g,
+            total: Some(g)
+        })
+    );
+}
+
+#[tokio::test]
+async fn snapshot_reads_accounts_of_new_and_changed_members_only() {
+    let h = Harness::start(60, None).await;
+    let account = h.account(&h.fx.admin);
+    let dir = ModeDirectory::new(&account, &h.config);
+    let first = snapshot(&dir, &KnownUsers::new()).await;
+
+    // Nothing changed: no account is read.
+    h.reset_counters().await;
+    let second = snapshot(&dir, &known_from(&first)).await;
+    assert_eq!(detail_calls(&h).await, 0, "{}", h.counters().await);
+    assert_eq!(second, first);
+
+    // A new invitee: their account alone.
+    let invited = dir
+        .create_user(&NewUser {
+            email: "newcomer@acme.example".into(),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    h.reset_counters().await;
+    let third = snapshot(&dir, &known_from(&second)).await;
+    assert_eq!(detail_calls(&h).await, 1, "{}", h.counters().await);
+    assert_eq!(third.users.len(), second.users.len() + 1);
+    let newcomer = third.users.iter().find(|u| u.id == invited.id).unwrap();
+    assert_eq!(newcomer.email.as_deref(), Some("newcomer@acme.example"));
+    assert_eq!(newcomer.status, UserStatus::Invited);
+
+    // A member removed (now a former member): their account alone.
+    let bob = h.user_token("bob").await;
+    dir.delete_user(&bob).await.unwrap();
+    h.reset_counters().await;
+    let fourth = snapshot(&dir, &known_from(&third)).await;
+    assert_eq!(detail_calls(&h).await, 1, "{}", h.counters().await);
+    let bob = fourth.users.iter().find(|u| u.id == bob).unwrap();
+    assert_eq!(bob.status, UserStatus::Inactive);
+    assert_eq!(bob.email.as_deref(), Some("bob@acme.example"));
+
+    // What was carried over is what a full read says.
+    assert_eq!(fourth, snapshot(&dir, &KnownUsers::new()).await);
+    assert_is_the_simulators(&h, &fourth).await;
+
+    // A known user that differs in role, or lacks an email, is read again.
+    let mut known = known_from(&fourth);
+    let alice = h.user_token("alice").await;
+    known.get_mut(&alice).unwrap().is_admin = false;
+    let someone = fourth.users.iter().find(|u| u.id != alice).unwrap();
+    known.get_mut(&someone.id).unwrap().email = None;
+    h.reset_counters().await;
+    assert_eq!(snapshot(&dir, &known).await, fourth);
+    assert_eq!(detail_calls(&h).await, 2, "{}", h.counters().await);
+}
+
+#[tokio::test]
+async fn snapshot_over_a_paginating_workspace() {
+    let h = Harness::start(500, Some(20)).await;
+    let account = h.account(&h.fx.admin);
+    let dir = ModeDirectory::new(&account, &h.config);
+    let snap = snapshot(&dir, &KnownUsers::new()).await;
+    assert_eq!(snap.users.len(), 500);
+    assert_is_the_simulators(&h, &snap).await;
+    // Some group is bigger than one page of its member list.
+    let biggest = snap
+        .groups
+        .iter()
+        .map(|g| snap.memberships.iter().filter(|m| m.0 == g.id).count())
+        .max()
+        .unwrap();
+    assert!(biggest > 20, "{biggest}");
+
+    h.reset_counters().await;
+    assert_eq!(snapshot(&dir, &known_from(&snap)).await, snap);
+    assert_eq!(detail_calls(&h).await, 0);
+}
+
+#[tokio::test]
+async fn snapshot_fails_as_a_whole_on_a_vendor_error() {
+    let h = Harness::start(40, None).await;
+    let account = h.account(&h.fx.admin);
+    let dir = ModeDirectory::new(&account, &h.config);
+    let mut raw = h.raw_memberships().await;
+    raw.sort_by(|a, b| a["member_token"].as_str().cmp(&b["member_token"].as_str()));
+    let middle = raw[raw.len() / 2]["member_username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let group = h
+        .raw_groups()
+        .await
+        .iter()
+        .find(|g| g["member_count"].as_u64().unwrap_or(1) > 0)
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ws = h.fx.workspace.clone();
+    for spec in [
+        format!("500@next=1@/api/{middle}"),
+        format!("500@next=1@/api/{ws}/memberships"),
+        format!("500@next=1@/api/{ws}/groups/{group}/memberships"),
+        "malformed@next=1@/api/bob".to_owned(),
+    ] {
+        h.fault(&spec).await;
+        let err = dir
+            .snapshot(&KnownUsers::new(), &Progress::default())
+            .await
+            .unwrap_err();
+        let expected = if spec.starts_with("malformed") {
+            None
+        } else {
+            Some(500)
+        };
+        assert_eq!(remote_status(&err), expected, "{spec}: {err:?}");
+    }
+
+    // A member whose account vanished meanwhile (404) keeps no email, and
+    // is read again next time.
+    h.fault(&format!("404@next=1@/api/{middle}")).await;
+    let snap = snapshot(&dir, &KnownUsers::new()).await;
+    for user in &snap.users {
+        let vanished = user.username.as_deref() == Some(middle.as_str());
+        assert_eq!(user.email.is_none(), vanished, "{:?}", user.username);
+    }
+    h.reset_counters().await;
+    let again = snapshot(&dir, &known_from(&snap)).await;
+    assert_eq!(detail_calls(&h).await, 1);
+    assert_is_the_simulators(&h, &again).await;
 }

@@ -9,7 +9,7 @@
 //! * memberships: the index of the next membership in the flattened
 //!   membership map sorted by (group id, user id), in decimal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use http::Method;
@@ -23,8 +23,8 @@ use serde_json::{Map, Value, json};
 use super::payload::{self, ADMIN_GROUP_NAME, ALL_USERS_GROUP_NAME, MAGIC_ADMIN, MAGIC_ALL_USERS};
 use crate::account::{LinkedAccount, VendorAnswer, VendorRequest};
 use crate::directory::{
-    Added, Directory, DirectoryError, GroupPatch, MembershipQuery, NewGroup, NewUser, Page,
-    PageRequest, UserPatch, UserQuery,
+    Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownUsers, MembershipQuery,
+    NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
 };
 use crate::error::ConnectorError;
 
@@ -32,6 +32,9 @@ use crate::error::ConnectorError;
 /// filter (exact email, `is_admin=false`) leaves its page short. A page
 /// may then come back short with a next position.
 const MAX_USER_CALLS_PER_PAGE: usize = 5;
+
+/// Users per `GET /api/user` page in a snapshot (Metabase sets no maximum).
+const SNAPSHOT_PAGE: u64 = 1000;
 
 /// The email domain of Metabase's hidden API-key users.
 const API_KEY_EMAIL_SUFFIX: &str = "@api-key.invalid";
@@ -394,6 +397,49 @@ impl MetabaseDirectory<'_> {
         all.sort_by_key(|m| (m.group_id, m.user_id, m.membership_id));
         all.dedup_by_key(|m| (m.group_id, m.user_id));
         Ok(all)
+    }
+
+    /// Every personal user, active and deactivated, sorted by id:
+    /// `status=all` pages until the vendor's `total` or an empty page.
+    async fn snapshot_users(
+        &self,
+        progress: &dyn ProgressSink,
+    ) -> Result<Vec<User>, DirectoryError> {
+        let no_groups = GroupIndex::default();
+        let mut users = BTreeMap::new();
+        let mut offset: u64 = 0;
+        loop {
+            let answer = self
+                .ok(
+                    VendorRequest::get(format!(
+                        "/api/user?status=all&limit={SNAPSHOT_PAGE}&offset={offset}"
+                    )),
+                    "user list",
+                )
+                .await?;
+            let list: payload::UserList = parse(&answer)?;
+            if list.data.is_empty() {
+                break;
+            }
+            for value in &list.data {
+                let user: payload::User = parse_value(value, "user")?;
+                let mut unified = to_user(&user, &no_groups, None, false);
+                unified.groups = None;
+                // Users added while paging shift later pages: one may be
+                // listed twice.
+                users.entry(user.id).or_insert(unified);
+            }
+            offset = offset.saturating_add(u64::try_from(list.data.len()).unwrap_or(u64::MAX));
+            progress.report(SnapshotProgress {
+                phase: "users",
+                done: u64::try_from(users.len()).unwrap_or(u64::MAX),
+                total: Some(list.total),
+            });
+            if offset >= list.total {
+                break;
+            }
+        }
+        Ok(users.into_values().collect())
     }
 
     /// `PUT /api/user/:id/reactivate`; an already active user is fine.
@@ -831,6 +877,42 @@ impl Directory for MetabaseDirectory<'_> {
 
     async fn list_roles(&self) -> Result<Vec<Role>, DirectoryError> {
         Ok(roles())
+    }
+
+    /// `GET /api/user?status=all` page by page, then the group list and
+    /// the membership map (one call each).
+    async fn snapshot(
+        &self,
+        _known: &KnownUsers,
+        progress: &dyn ProgressSink,
+    ) -> Result<DirectorySnapshot, DirectoryError> {
+        let report = |phase, n: usize| {
+            let n = u64::try_from(n).unwrap_or(u64::MAX);
+            progress.report(SnapshotProgress {
+                phase,
+                done: n,
+                total: Some(n),
+            });
+        };
+        let users = self.snapshot_users(progress).await?;
+        let mut groups = self.all_groups().await?;
+        groups.sort_by_key(|g| g.id);
+        let groups: Vec<Group> = groups.iter().map(|g| to_group(g, None, false)).collect();
+        report("groups", groups.len());
+        // Already sorted by (group, user) and each pair once.
+        let memberships: Vec<(String, String)> = self
+            .all_memberships()
+            .await?
+            .iter()
+            .map(|m| (m.group_id.to_string(), m.user_id.to_string()))
+            .collect();
+        report("memberships", memberships.len());
+        Ok(DirectorySnapshot {
+            users,
+            groups,
+            memberships,
+            roles: roles(),
+        })
     }
 
     async fn get_role(&self, id: &str) -> Result<Role, DirectoryError> {

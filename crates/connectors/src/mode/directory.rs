@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt};
 use http::{HeaderValue, Method};
 use rollcall_core::Provider;
 use rollcall_core::unified::{Group, GroupMembership, Me, Ref, Role, User, UserStatus};
@@ -18,8 +19,8 @@ use super::payload::{
 use crate::account::{LinkedAccount, VendorAnswer, VendorRequest};
 use crate::config::ModeConfig;
 use crate::directory::{
-    Added, Directory, DirectoryError, GroupPatch, MembershipQuery, NewGroup, NewUser, Page,
-    PageRequest, UserPatch, UserQuery,
+    Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownUsers, MembershipQuery,
+    NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
 };
 use crate::error::ConnectorError;
 
@@ -32,6 +33,9 @@ const MAX_LIST_CALLS: usize = 20;
 /// this many group-membership pages; otherwise `groups` is null.
 const GROUP_LOOKUP_CALLS: u64 = 10;
 const MAX_LIMIT: u32 = 1000;
+/// Reads a snapshot keeps in flight (user accounts, group member lists);
+/// the account's rate limiter paces them.
+const SNAPSHOT_CONCURRENCY: usize = 4;
 
 const MEMBERSHIPS: &str = "memberships";
 const GROUPS: &str = "groups";
@@ -111,6 +115,39 @@ fn non_empty(text: Option<&str>) -> Option<&str> {
     text.map(str::trim).filter(|t| !t.is_empty())
 }
 
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn report(progress: &dyn ProgressSink, phase: &'static str, done: usize, total: usize) {
+    progress.report(SnapshotProgress {
+        phase,
+        done: count(done),
+        total: Some(count(total)),
+    });
+}
+
+/// Takes email and name from the last snapshot when the member list shows
+/// the member unchanged and that snapshot had read their account; `false`
+/// when the account must be read again.
+fn reuse_known(user: &mut User, known: &KnownUsers) -> bool {
+    let Some(old) = known.get(&user.id) else {
+        return false;
+    };
+    if old.email.is_none()
+        || old.username != user.username
+        || old.status != user.status
+        || old.is_admin != user.is_admin
+    {
+        return false;
+    }
+    user.email.clone_from(&old.email);
+    user.first_name.clone_from(&old.first_name);
+    user.last_name.clone_from(&old.last_name);
+    user.name.clone_from(&old.name);
+    true
+}
+
 // ---- mapping ------------------------------------------------------------------------
 
 /// `state` active → active; pending (or `invited: true`) → invited;
@@ -174,6 +211,16 @@ pub(crate) fn split_name(name: &str) -> (Option<String>, Option<String>) {
         None if name.is_empty() => (None, None),
         None => (Some(name.to_owned()), None),
     }
+}
+
+/// Email and name, which only the user account has.
+fn fill_from_account(user: &mut User, account: &Account) {
+    let name = non_empty(account.name.as_deref()).map(str::to_owned);
+    let (first, last) = name.as_deref().map(split_name).unwrap_or_default();
+    user.email = non_empty(account.email.as_deref()).map(str::to_owned);
+    user.first_name = first;
+    user.last_name = last;
+    user.name = name;
 }
 
 fn group_from(item: &Item<payload::Group>, include_remote_data: bool) -> Group {
@@ -486,6 +533,20 @@ impl<'a> ModeDirectory<'a> {
             .ok_or_else(|| self.no_user(user_id))
     }
 
+    /// `GET /api/{username}`: the user account, the only place with a
+    /// member's email and name.
+    async fn fetch_account(&self, username: &str) -> Result<Item<Account>, DirectoryError> {
+        let Some(name_segment) = segment(username) else {
+            return Err(bad_response(format!(
+                "Mode lists a member with the unusable username `{username}`"
+            )));
+        };
+        self.fetch(VendorRequest::get(format!("/api/{name_segment}")), || {
+            format!("Mode has no user account `{username}`")
+        })
+        .await
+    }
+
     /// The full user: the membership plus `GET /api/{username}` (email,
     /// name) and, when cheap, the groups.
     async fn complete_user(
@@ -493,25 +554,10 @@ impl<'a> ModeDirectory<'a> {
         membership: &Item<Membership>,
         include_remote_data: bool,
     ) -> Result<User, DirectoryError> {
-        let username = &membership.data.member_username;
-        let Some(name_segment) = segment(username) else {
-            return Err(bad_response(format!(
-                "Mode lists a member with the unusable username `{username}`"
-            )));
-        };
-        let account: Item<Account> = self
-            .fetch(VendorRequest::get(format!("/api/{name_segment}")), || {
-                format!("Mode has no user account `{username}`")
-            })
-            .await?;
+        let account = self.fetch_account(&membership.data.member_username).await?;
         let groups = self.groups_of(&membership.data.member_token).await?;
         let mut user = user_from_membership(membership, false);
-        let name = non_empty(account.data.name.as_deref()).map(str::to_owned);
-        let (first, last) = name.as_deref().map(split_name).unwrap_or_default();
-        user.email = non_empty(account.data.email.as_deref()).map(str::to_owned);
-        user.first_name = first;
-        user.last_name = last;
-        user.name = name;
+        fill_from_account(&mut user, &account.data);
         user.groups = groups;
         user.remote_data =
             include_remote_data.then(|| json!({"membership": membership.raw, "user": account.raw}));
@@ -582,6 +628,106 @@ impl<'a> ModeDirectory<'a> {
         )
         .await?;
         Ok(tokens)
+    }
+
+    /// Every member in every state, sorted by id, with email and name
+    /// from `known` or, for new and changed members, from their account.
+    async fn snapshot_users(
+        &self,
+        known: &KnownUsers,
+        progress: &dyn ProgressSink,
+    ) -> Result<Vec<User>, DirectoryError> {
+        let path = self.ws_path("/memberships");
+        let memberships = self
+            .collect::<Membership>(&path, MEMBERSHIPS, &self.no_workspace(), |_| true)
+            .await?;
+        let mut users: Vec<User> = memberships
+            .iter()
+            .map(|m| user_from_membership(m, false))
+            .collect();
+        users.sort_by(|a, b| a.id.cmp(&b.id));
+        // A list that shifted while it was read may show a member twice.
+        users.dedup_by(|a, b| a.id == b.id);
+        report(progress, "users", users.len(), users.len());
+
+        let mut stale = Vec::new();
+        for (index, user) in users.iter_mut().enumerate() {
+            if reuse_known(user, known) {
+                continue;
+            }
+            let username = user.username.clone().unwrap_or_default();
+            if segment(&username).is_none() {
+                // No URL reaches this account; failing every sync over one
+                // odd member would be worse than a missing email.
+                tracing::warn!(user = %user.id, "Mode member with an unusable username; no email");
+                continue;
+            }
+            stale.push((index, username));
+        }
+        let total = stale.len();
+        let mut details = stream::iter(stale)
+            .map(|(index, username)| async move {
+                match self.fetch_account(&username).await {
+                    Ok(account) => Ok((index, Some(account.data))),
+                    // Gone since the list was read: no email this time, and
+                    // without one the next sync asks again.
+                    Err(DirectoryError::NotFound { .. }) => Ok((index, None)),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(SNAPSHOT_CONCURRENCY);
+        let mut done = 0;
+        while let Some(detail) = details.next().await {
+            let (index, account) = detail?;
+            if let (Some(account), Some(user)) = (account, users.get_mut(index)) {
+                fill_from_account(user, &account);
+            }
+            done += 1;
+            report(progress, "user_details", done, total);
+        }
+        Ok(users)
+    }
+
+    /// The live groups, sorted by id, and their `(group, user)` pairs. A
+    /// group deleted between the group list and its member list is left out.
+    async fn snapshot_groups(
+        &self,
+        progress: &dyn ProgressSink,
+    ) -> Result<(Vec<Group>, Vec<(String, String)>), DirectoryError> {
+        let live = self.live_groups().await?;
+        report(progress, "groups", live.len(), live.len());
+        let total = live.len();
+        let mut reads = stream::iter(live)
+            .map(|group| async move {
+                // An empty group needs no call (as in list_all_memberships).
+                if group.data.member_count == Some(0) {
+                    return Ok((group, Some(HashSet::new())));
+                }
+                match self.member_tokens(&group.data.token).await {
+                    Ok(tokens) => Ok((group, Some(tokens))),
+                    Err(DirectoryError::NotFound { .. }) => Ok((group, None)),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(SNAPSHOT_CONCURRENCY);
+        let mut groups = Vec::with_capacity(total);
+        let mut memberships = Vec::new();
+        let mut done = 0;
+        while let Some(read) = reads.next().await {
+            let (group, tokens) = read?;
+            if let Some(tokens) = tokens {
+                let id = &group.data.token;
+                memberships.extend(tokens.into_iter().map(|user| (id.clone(), user)));
+                groups.push(group_from(&group, false));
+            }
+            done += 1;
+            report(progress, "memberships", done, total);
+        }
+        groups.sort_by(|a, b| a.id.cmp(&b.id));
+        groups.dedup_by(|a, b| a.id == b.id);
+        memberships.sort();
+        memberships.dedup();
+        Ok((groups, memberships))
     }
 
     fn no_group_text(&self, group: &str) -> String {
@@ -1106,6 +1252,23 @@ impl Directory for ModeDirectory<'_> {
 
     async fn list_roles(&self) -> Result<Vec<Role>, DirectoryError> {
         Ok(static_roles())
+    }
+
+    /// `GET /api/{ws}/memberships` once, `GET /api/{username}` for new and
+    /// changed members only, the group list, and each group's member list.
+    async fn snapshot(
+        &self,
+        known: &KnownUsers,
+        progress: &dyn ProgressSink,
+    ) -> Result<DirectorySnapshot, DirectoryError> {
+        let users = self.snapshot_users(known, progress).await?;
+        let (groups, memberships) = self.snapshot_groups(progress).await?;
+        Ok(DirectorySnapshot {
+            users,
+            groups,
+            memberships,
+            roles: static_roles(),
+        })
     }
 
     async fn get_role(&self, id: &str) -> Result<Role, DirectoryError> {
