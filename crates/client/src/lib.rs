@@ -77,6 +77,79 @@ pub struct LinkToken {
     pub expires_at: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SyncStarted {
+    pub sync_run_id: String,
+    pub queued: bool,
+}
+
+/// `GET /sync-runs/{id}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SyncRun {
+    pub id: String,
+    pub integrated_account_id: String,
+    pub status: String,
+    pub trigger: String,
+    pub phase: Option<String>,
+    pub progress: Option<Value>,
+    pub counts: Option<Value>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+impl SyncRun {
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed")
+    }
+}
+
+/// One change event.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub integrated_account_id: Option<String>,
+    pub occurred_at: String,
+    pub data: Value,
+}
+
+/// `GET /events`: the cursor is always there, to ask again later.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EventPage {
+    pub result: Vec<Event>,
+    pub next_cursor: String,
+    pub result_count: usize,
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub created_at: String,
+    /// Only when just created.
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -223,6 +296,47 @@ impl Client {
     pub async fn me(&self, account: &str) -> Result<Me, ClientError> {
         self.call(Method::GET, &unified_path("me", account, ""), None)
             .await
+    }
+
+    /// Queues a sync of the account (or finds the one already queued).
+    pub async fn start_sync(&self, account: &str) -> Result<SyncStarted, ClientError> {
+        let path = format!("/integrated-accounts/{}/sync", encode(account));
+        self.call(Method::POST, &path, None).await
+    }
+
+    pub async fn sync_run(&self, id: &str) -> Result<SyncRun, ClientError> {
+        self.call(Method::GET, &format!("/sync-runs/{}", encode(id)), None)
+            .await
+    }
+
+    /// Events after `after` (a cursor from an earlier page), oldest first.
+    pub async fn events(&self, after: Option<&str>, limit: u32) -> Result<EventPage, ClientError> {
+        let mut path = format!("/events?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&after={}", encode(after)));
+        }
+        self.call(Method::GET, &path, None).await
+    }
+
+    pub async fn create_webhook(&self, url: &str, events: &[&str]) -> Result<Webhook, ClientError> {
+        let body = serde_json::json!({ "url": url, "events": events });
+        self.call(Method::POST, "/webhooks", Some(&body)).await
+    }
+
+    pub async fn webhooks(&self) -> Result<Page<Webhook>, ClientError> {
+        self.call(Method::GET, "/webhooks", None).await
+    }
+
+    pub async fn delete_webhook(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/webhooks/{}", encode(id));
+        self.call::<Value>(Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    pub async fn deliveries(&self, webhook: &str) -> Result<Page<Delivery>, ClientError> {
+        let path = format!("/webhooks/{}/deliveries", encode(webhook));
+        self.call(Method::GET, &path, None).await
     }
 
     async fn unified_list<T: DeserializeOwned>(

@@ -78,6 +78,10 @@ pub struct ModeConfig {
     /// Overrides Mode's documented 40 requests per 10 seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Minutes between scheduled syncs of this account (the server's
+    /// `sync_interval_minutes` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval_minutes: Option<u32>,
 }
 
 impl ModeConfig {
@@ -99,6 +103,10 @@ pub struct MetabaseConfig {
     /// Metabase has no API rate limit; set one to spare a small instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Minutes between scheduled syncs of this account (the server's
+    /// `sync_interval_minutes` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval_minutes: Option<u32>,
 }
 
 impl MetabaseConfig {

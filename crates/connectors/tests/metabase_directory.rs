@@ -42,6 +42,7 @@ fn account(sim: &RunningMetabaseSim, credentials: Value) -> LinkedAccount {
             base_url: BaseUrl::parse(&sim.base_url()).unwrap(),
             session_max_age_minutes: None,
             rate_limit: None,
+            sync_interval_minutes: None,
         }),
         Credentials::parse(Provider::Metabase, credentials).unwrap(),
         VendorHttp::new(Duration::from_secs(30)).unwrap(),

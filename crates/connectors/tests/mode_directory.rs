@@ -51,6 +51,7 @@ impl Harness {
                 requests: 1_000_000,
                 per_seconds: 1,
             }),
+            sync_interval_minutes: None,
         };
         Self {
             sim,

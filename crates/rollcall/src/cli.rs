@@ -62,8 +62,94 @@ pub enum Command {
     /// Group memberships of a linked account, through a running server.
     #[command(subcommand)]
     Members(MembersCommand),
+    /// Sync a linked account now and follow it to the end, with progress.
+    Sync(SyncArgs),
+    /// Change events, oldest first.
+    Events(EventsArgs),
+    /// Webhook subscriptions, their deliveries, and checking a signature.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Print the OpenAPI document of the whole API.
     ExportOpenapi,
+}
+
+/// Where the server is and who is asking.
+#[derive(Debug, Args)]
+pub struct Server {
+    /// Rollcall's URL.
+    #[arg(long, env = "ROLLCALL_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// A tenant API key.
+    #[arg(long, env = "ROLLCALL_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Queue the sync and print its id without waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub server: Server,
+    /// A cursor from an earlier run (printed last); default: from the first event.
+    #[arg(long)]
+    pub after: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe a URL; prints the signing secret once.
+    Create {
+        #[command(flatten)]
+        server: Server,
+        #[arg(long)]
+        url: String,
+        /// Event types (repeat, or comma-separated); `*` for all.
+        #[arg(long = "event", value_delimiter = ',', required = true)]
+        events: Vec<String>,
+    },
+    List {
+        #[command(flatten)]
+        server: Server,
+    },
+    Delete {
+        #[command(flatten)]
+        server: Server,
+        id: String,
+    },
+    /// A webhook's deliveries, newest first.
+    Deliveries {
+        #[command(flatten)]
+        server: Server,
+        id: String,
+    },
+    /// Check a delivery's `x-rollcall-signature` as a receiver would; exit 0
+    /// if it is genuine and fresh.
+    Verify {
+        /// The webhook's secret (`whsec_...`).
+        #[arg(long, env = "ROLLCALL_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The `x-rollcall-signature` header's value.
+        #[arg(long)]
+        signature: String,
+        /// A file with the raw request body (`-` for stdin).
+        #[arg(long)]
+        body: PathBuf,
+        /// Seconds a signature's timestamp may be away from now.
+        #[arg(long, default_value_t = 300)]
+        tolerance: i64,
+    },
 }
 
 /// Where the server is, who is asking, and about which account.
@@ -105,6 +191,9 @@ pub enum UsersCommand {
         /// Follow every page.
         #[arg(long)]
         all: bool,
+        /// Read the last sync's snapshot instead of asking the vendor.
+        #[arg(long)]
+        cache: bool,
     },
     /// One user, with every field the vendor has.
     Get {

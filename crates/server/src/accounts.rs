@@ -67,15 +67,22 @@ pub(crate) fn credentials_aad(tenant: &TenantId, account: &AccountId) -> Vec<u8>
 }
 
 fn open_credentials(state: &AppState, row: &AccountRow) -> Result<Credentials, ApiError> {
-    let plain = state
-        .vault
+    decrypt_credentials(&state.vault, row).map_err(ApiError::internal)
+}
+
+/// The stored credentials of `row`, opened.
+pub(crate) fn decrypt_credentials(
+    vault: &rollcall_vault::Vault,
+    row: &AccountRow,
+) -> Result<Credentials, String> {
+    let plain = vault
         .open(
             &row.credentials_key_id,
             &row.credentials_sealed,
             &credentials_aad(&row.tenant_id, &row.id),
         )
-        .map_err(ApiError::internal)?;
-    Credentials::from_sealed(row.provider, &plain).map_err(ApiError::internal)
+        .map_err(|e| e.to_string())?;
+    Credentials::from_sealed(row.provider, &plain).map_err(|e| e.to_string())
 }
 
 pub fn view(state: &AppState, row: &AccountRow) -> AccountView {
@@ -108,6 +115,24 @@ pub fn view(state: &AppState, row: &AccountRow) -> AccountView {
         last_sync: None,
         capabilities,
     }
+}
+
+/// The view with `last_sync`: the latest finished sync run and when the
+/// snapshot was last replaced.
+pub async fn view_with_sync(state: &AppState, row: &AccountRow) -> Result<AccountView, ApiError> {
+    let mut out = view(state, row);
+    let last = state.store.last_finished_sync(&row.id).await?;
+    let good = state.store.last_good_sync_at(&row.id).await?;
+    out.last_sync = last.map(|run| {
+        json!({
+            "sync_run_id": run.id,
+            "status": run.status.as_str(),
+            "finished_at": run.finished_at.map(rfc3339_from_millis),
+            "error": run.error,
+            "last_success_at": good.map(rfc3339_from_millis),
+        })
+    });
+    Ok(out)
 }
 
 /// What it takes to link an account, parsed and checked for shape (not yet
@@ -214,13 +239,30 @@ fn linked(
     config: AccountConfig,
     credentials: Credentials,
 ) -> LinkedAccount {
+    linked_with(&state.vendors(), row, config, credentials)
+}
+
+/// The vendor machinery every call to a linked account shares.
+#[derive(Clone, Debug)]
+pub struct Vendors {
+    pub http: rollcall_connectors::VendorHttp,
+    pub guards: std::sync::Arc<rollcall_connectors::VendorGuards>,
+    pub clock: rollcall_core::SharedClock,
+}
+
+pub(crate) fn linked_with(
+    vendors: &Vendors,
+    row: &AccountRow,
+    config: AccountConfig,
+    credentials: Credentials,
+) -> LinkedAccount {
     LinkedAccount::new(
         &session_key(row),
         config,
         credentials,
-        state.vendor_http.clone(),
-        &state.guards,
-        state.clock.clone(),
+        vendors.http.clone(),
+        &vendors.guards,
+        vendors.clock.clone(),
     )
 }
 
@@ -244,8 +286,12 @@ pub async fn load_linked(
 }
 
 fn stored_config(row: &AccountRow) -> Result<AccountConfig, ApiError> {
-    let value = serde_json::from_str(&row.config_json).map_err(ApiError::internal)?;
-    AccountConfig::parse(row.provider, value).map_err(ApiError::internal)
+    parse_stored_config(row).map_err(ApiError::internal)
+}
+
+pub(crate) fn parse_stored_config(row: &AccountRow) -> Result<AccountConfig, String> {
+    let value = serde_json::from_str(&row.config_json).map_err(|e| e.to_string())?;
+    AccountConfig::parse(row.provider, value).map_err(|e| e.to_string())
 }
 
 async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<AccountRow, ApiError> {
@@ -262,27 +308,59 @@ pub async fn note_vendor_verdict(
     accepted: bool,
     detail: Option<String>,
 ) {
-    let (status, detail) = if accepted {
+    record_vendor_verdict(
+        state.store.as_ref(),
+        state.clock.as_ref(),
+        row,
+        accepted,
+        detail,
+    )
+    .await;
+}
+
+/// The same, for callers without an `AppState` (background jobs). A change
+/// is also an `integrated_account.authentication_error` or `.reactivated`
+/// event.
+pub(crate) async fn record_vendor_verdict(
+    store: &dyn rollcall_store::Store,
+    clock: &dyn rollcall_core::Clock,
+    row: &AccountRow,
+    accepted: bool,
+    detail: Option<String>,
+) {
+    let (status, detail, event_type) = if accepted {
         if row.status != AccountStatus::NeedsReauth {
             return;
         }
-        (AccountStatus::Active, None)
-    } else {
-        (AccountStatus::NeedsReauth, detail)
-    };
-    match state
-        .store
-        .set_account_status(
-            &row.tenant_id,
-            &row.id,
-            status,
-            detail.as_deref(),
-            state.clock.now_millis(),
+        (
+            AccountStatus::Active,
+            None,
+            "integrated_account.reactivated",
         )
+    } else {
+        (
+            AccountStatus::NeedsReauth,
+            detail,
+            "integrated_account.authentication_error",
+        )
+    };
+    let now = clock.now_millis();
+    match store
+        .set_account_status(&row.tenant_id, &row.id, status, detail.as_deref(), now)
         .await
     {
         Ok(true) => {
-            tracing::warn!(account = %row.id, status = status.as_str(), "account status changed")
+            tracing::warn!(account = %row.id, status = status.as_str(), "account status changed");
+            let event = rollcall_jobs::events::new_event(
+                &row.tenant_id,
+                Some(&row.id),
+                event_type,
+                now,
+                json!({ "status": status.as_str(), "detail": detail }),
+            );
+            if let Err(e) = store.append_events(&[event]).await {
+                tracing::error!(account = %row.id, error = %e, "could not record the account event");
+            }
         }
         Ok(false) => {}
         Err(e) => {
@@ -454,7 +532,10 @@ async fn list(
         Some(last) if more => Some(codec.encode(last.id.as_str(), &query)),
         _ => None,
     };
-    let result: Vec<AccountView> = rows.iter().map(|r| view(&state, r)).collect();
+    let mut result: Vec<AccountView> = Vec::with_capacity(rows.len());
+    for row in &rows {
+        result.push(view_with_sync(&state, row).await?);
+    }
     Ok(Json(ListEnvelope::new(result, next_cursor, false)))
 }
 
@@ -467,7 +548,7 @@ async fn fetch(
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
     let row = find(&state, &caller.tenant_id, &id).await?;
-    Ok(Json(view(&state, &row)))
+    Ok(Json(view_with_sync(&state, &row).await?))
 }
 
 /// Change `label`, `tenant_ref`, `config`, `credentials` (checked with the
@@ -605,7 +686,7 @@ async fn update(
         },
     )
     .await;
-    Ok(Json(view(&state, &row)))
+    Ok(Json(view_with_sync(&state, &row).await?))
 }
 
 /// Unlink an account (its stored credentials are deleted).

@@ -10,16 +10,19 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use rollcall_connectors::{RetryPolicy, VendorGuards, VendorHttp};
 use rollcall_core::SharedClock;
+use rollcall_jobs::Jobs;
 use rollcall_store::Store;
 use rollcall_vault::Vault;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::accounts::Vendors;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::{
-    accounts, audit, docs, health, idempotency, link, proxy, ratelimit, request_id, unified,
+    accounts, audit, background, docs, events, health, idempotency, link, proxy, ratelimit,
+    request_id, sync, unified, webhooks,
 };
 
 /// Everything a handler may need, cheap to clone.
@@ -35,6 +38,8 @@ pub struct AppState {
     /// Rate limiters, circuit breakers and Metabase sessions shared by
     /// every vendor call in the process.
     pub guards: Arc<VendorGuards>,
+    /// Background work: syncs, the scheduler, webhook deliveries.
+    pub jobs: Jobs,
 }
 
 impl AppState {
@@ -51,14 +56,43 @@ impl AppState {
             cooldown: std::time::Duration::from_secs(settings.circuit_cooldown_secs),
             ..RetryPolicy::default()
         };
+        let vault = Arc::new(vault);
+        let guards = Arc::new(VendorGuards::new(policy));
+        let opener = background::Opener {
+            store: store.clone(),
+            vault: vault.clone(),
+            vendors: Vendors {
+                http: vendor_http.clone(),
+                guards: guards.clone(),
+                clock: clock.clone(),
+            },
+        };
+        let jobs = Jobs::new(
+            store.clone(),
+            clock.clone(),
+            Arc::new(opener),
+            vault.clone(),
+            background::job_settings(&settings),
+        )
+        .map_err(|e| rollcall_connectors::ConnectorError::Request(e.to_string()))?;
         Ok(Self {
             store,
             clock,
             settings: Arc::new(settings),
-            vault: Arc::new(vault),
+            vault,
             vendor_http,
-            guards: Arc::new(VendorGuards::new(policy)),
+            guards,
+            jobs,
         })
+    }
+
+    /// The vendor machinery, as one value for code outside a request.
+    pub fn vendors(&self) -> Vendors {
+        Vendors {
+            http: self.vendor_http.clone(),
+            guards: self.guards.clone(),
+            clock: self.clock.clone(),
+        }
     }
 }
 
@@ -68,6 +102,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(accounts::routes())
         .merge(audit::routes())
         .merge(unified::routes())
+        .merge(sync::routes())
+        .merge(events::routes())
+        .merge(webhooks::routes())
 }
 
 /// Routes anyone may call: health, and the link page (its token is its credential).
@@ -188,6 +225,7 @@ fn panic_to_error(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    jobs: Jobs,
 }
 
 impl Application {
@@ -201,6 +239,7 @@ impl Application {
         }
         Ok(Self {
             listener,
+            jobs: state.jobs.clone(),
             router: router(state),
         })
     }
@@ -209,13 +248,18 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves, and runs the background workers, until `shutdown` resolves;
+    /// then lets in-flight requests finish. Jobs in flight are left to their
+    /// leases: another worker (or the next start) picks them up.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let workers = self.jobs.start();
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        drop(workers);
+        served
     }
 }

@@ -59,6 +59,18 @@ pub struct Settings {
     pub proxy_max_body_bytes: usize,
     /// How long a link-token URL stays valid.
     pub link_token_ttl_secs: u64,
+    /// How often each account is synced (an account's `config.sync_interval_minutes` overrides it).
+    pub sync_interval_minutes: u64,
+    /// Whether this process syncs accounts on their interval (syncs asked for through the API run either way).
+    pub sync_scheduler: bool,
+    /// How long a background job stays with a worker that stops renewing it (a dead node's jobs are taken over after this).
+    pub job_lease_secs: u64,
+    /// Delivery attempts before a webhook delivery is dead-lettered.
+    pub webhook_max_attempts: i64,
+    /// The first webhook retry's delay; each later one doubles, up to an hour.
+    pub webhook_retry_base_ms: u64,
+    /// Longest a webhook receiver may take to answer.
+    pub webhook_timeout_secs: u64,
 }
 
 impl Settings {
@@ -86,6 +98,12 @@ impl Default for Settings {
             circuit_cooldown_secs: 30,
             proxy_max_body_bytes: 10 * 1024 * 1024,
             link_token_ttl_secs: 30 * 60,
+            sync_interval_minutes: 15,
+            sync_scheduler: true,
+            job_lease_secs: 30,
+            webhook_max_attempts: 10,
+            webhook_retry_base_ms: 10_000,
+            webhook_timeout_secs: 10,
         }
     }
 }
@@ -106,6 +124,12 @@ struct FileSettings {
     circuit_cooldown_secs: Option<u64>,
     proxy_max_body_bytes: Option<usize>,
     link_token_ttl_secs: Option<u64>,
+    sync_interval_minutes: Option<u64>,
+    sync_scheduler: Option<bool>,
+    job_lease_secs: Option<u64>,
+    webhook_max_attempts: Option<i64>,
+    webhook_retry_base_ms: Option<u64>,
+    webhook_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,9 +166,17 @@ const KNOWN_ENV: &[&str] = &[
     "ROLLCALL_CIRCUIT_COOLDOWN_SECS",
     "ROLLCALL_PROXY_MAX_BODY_BYTES",
     "ROLLCALL_LINK_TOKEN_TTL_SECS",
+    "ROLLCALL_SYNC_INTERVAL_MINUTES",
+    "ROLLCALL_SYNC_SCHEDULER",
+    "ROLLCALL_JOB_LEASE_SECS",
+    "ROLLCALL_WEBHOOK_MAX_ATTEMPTS",
+    "ROLLCALL_WEBHOOK_RETRY_BASE_MS",
+    "ROLLCALL_WEBHOOK_TIMEOUT_SECS",
     // Read by the client commands (users, groups, members), not the server.
     "ROLLCALL_URL",
     "ROLLCALL_API_KEY",
+    // Read by `rollcall webhooks verify`.
+    "ROLLCALL_WEBHOOK_SECRET",
 ];
 
 impl Settings {
@@ -226,6 +258,24 @@ impl Settings {
         if let Some(v) = file.link_token_ttl_secs {
             self.link_token_ttl_secs = v;
         }
+        if let Some(v) = file.sync_interval_minutes {
+            self.sync_interval_minutes = v;
+        }
+        if let Some(v) = file.sync_scheduler {
+            self.sync_scheduler = v;
+        }
+        if let Some(v) = file.job_lease_secs {
+            self.job_lease_secs = v;
+        }
+        if let Some(v) = file.webhook_max_attempts {
+            self.webhook_max_attempts = v;
+        }
+        if let Some(v) = file.webhook_retry_base_ms {
+            self.webhook_retry_base_ms = v;
+        }
+        if let Some(v) = file.webhook_timeout_secs {
+            self.webhook_timeout_secs = v;
+        }
         Ok(())
     }
 
@@ -240,7 +290,10 @@ impl Settings {
         }
         for (name, value) in env {
             match name.as_str() {
-                "ROLLCALL_CONFIG" | "ROLLCALL_URL" | "ROLLCALL_API_KEY" => {}
+                "ROLLCALL_CONFIG"
+                | "ROLLCALL_URL"
+                | "ROLLCALL_API_KEY"
+                | "ROLLCALL_WEBHOOK_SECRET" => {}
                 "ROLLCALL_LISTEN" => {
                     self.listen = value.parse().map_err(|e| {
                         bad(name, format!("`{value}` is not a socket address: {e}"))
@@ -267,6 +320,16 @@ impl Settings {
                 }
                 "ROLLCALL_PROXY_MAX_BODY_BYTES" => self.proxy_max_body_bytes = number(name, value)?,
                 "ROLLCALL_LINK_TOKEN_TTL_SECS" => self.link_token_ttl_secs = number(name, value)?,
+                "ROLLCALL_SYNC_INTERVAL_MINUTES" => {
+                    self.sync_interval_minutes = number(name, value)?
+                }
+                "ROLLCALL_SYNC_SCHEDULER" => self.sync_scheduler = boolean(name, value)?,
+                "ROLLCALL_JOB_LEASE_SECS" => self.job_lease_secs = number(name, value)?,
+                "ROLLCALL_WEBHOOK_MAX_ATTEMPTS" => self.webhook_max_attempts = number(name, value)?,
+                "ROLLCALL_WEBHOOK_RETRY_BASE_MS" => {
+                    self.webhook_retry_base_ms = number(name, value)?
+                }
+                "ROLLCALL_WEBHOOK_TIMEOUT_SECS" => self.webhook_timeout_secs = number(name, value)?,
                 _ => {
                     return Err(ConfigError::UnknownEnv {
                         name: name.clone(),
@@ -276,6 +339,17 @@ impl Settings {
             }
         }
         Ok(())
+    }
+}
+
+fn boolean(name: &str, value: &str) -> Result<bool, ConfigError> {
+    match value {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::BadEnv {
+            name: name.to_owned(),
+            message: format!("`{value}` is not true or false"),
+        }),
     }
 }
 

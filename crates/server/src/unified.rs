@@ -25,6 +25,7 @@ use crate::accounts::{connector_error, load_linked, note_vendor_verdict};
 use crate::app::AppState;
 use crate::audit::{self, AuditEntry};
 use crate::auth::Caller;
+use crate::cache;
 use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
@@ -63,17 +64,8 @@ impl Target {
     }
 }
 
-async fn target(
-    state: &AppState,
-    caller: &Caller,
-    account_id: &str,
-    source: Source,
-) -> Result<Target, ApiError> {
-    if source == Source::Cache {
-        return Err(ApiError::invalid_request(
-            "source=cache reads the last sync's snapshot, and this account has no completed sync; use source=live",
-        ));
-    }
+/// The account, ready to ask the vendor live.
+async fn target(state: &AppState, caller: &Caller, account_id: &str) -> Result<Target, ApiError> {
     let (row, account) = load_linked(state, &caller.tenant_id, account_id).await?;
     Ok(Target { row, account })
 }
@@ -280,7 +272,42 @@ async fn list_users(
     caller: Caller,
     ApiQuery(p): ApiQuery<UserListParams>,
 ) -> Result<Json<ListEnvelope<User>>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, p.source).await?;
+    if p.source == Source::Cache {
+        let account = cache::synced_account(
+            &state,
+            &caller,
+            &p.integrated_account_id,
+            p.include_remote_data,
+        )
+        .await?;
+        let query = cache::UserListQuery {
+            status: p.status,
+            email: p.email.map(|e| e.trim().to_lowercase()),
+            is_admin: p.is_admin,
+            group_id: p.group_id,
+        };
+        let key = list_key(
+            "users-cache",
+            &caller,
+            &p.integrated_account_id,
+            &format!(
+                "{:?}|{:?}|{:?}|{:?}",
+                query.status, query.email, query.is_admin, query.group_id
+            ),
+        );
+        let limit = page_limit(p.limit)?;
+        let page = cache::list_users(
+            &state,
+            &account,
+            query,
+            &key,
+            p.next_cursor.as_deref(),
+            limit,
+        )
+        .await?;
+        return Ok(Json(page));
+    }
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let query = UserQuery {
         status: p.status,
         email: p.email.map(|e| e.trim().to_lowercase()),
@@ -314,7 +341,17 @@ async fn get_user(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<ObjectParams>,
 ) -> Result<Json<User>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, p.source).await?;
+    if p.source == Source::Cache {
+        let account = cache::synced_account(
+            &state,
+            &caller,
+            &p.integrated_account_id,
+            p.include_remote_data,
+        )
+        .await?;
+        return Ok(Json(cache::get_user(&state, &account, &id).await?));
+    }
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t
         .directory()
         .get_user(&id, p.include_remote_data.unwrap_or(false))
@@ -370,7 +407,7 @@ async fn create_user(
         group_ids: body.group_ids,
         message: body.message,
     };
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().create_user(&input).await;
     let outcome = settle(&state, &t, result).await;
     let id = outcome
@@ -415,7 +452,7 @@ async fn update_user(
             "nothing to change: give first_name, last_name, email, is_admin or status",
         ));
     }
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().update_user(&id, &patch).await;
     let outcome = settle(&state, &t, result).await;
     Auditor::new(&state, &caller, &request_id, &t)
@@ -434,7 +471,7 @@ async fn delete_user(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<AccountParams>,
 ) -> Result<StatusCode, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().delete_user(&id).await;
     let outcome = settle(&state, &t, result).await;
     Auditor::new(&state, &caller, &request_id, &t)
@@ -466,7 +503,21 @@ async fn list_groups(
     caller: Caller,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<ListEnvelope<Group>>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, p.source).await?;
+    if p.source == Source::Cache {
+        let account = cache::synced_account(
+            &state,
+            &caller,
+            &p.integrated_account_id,
+            p.include_remote_data,
+        )
+        .await?;
+        let key = list_key("groups-cache", &caller, &p.integrated_account_id, "");
+        let limit = page_limit(p.limit)?;
+        let page =
+            cache::list_groups(&state, &account, &key, p.next_cursor.as_deref(), limit).await?;
+        return Ok(Json(page));
+    }
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let key = list_key("groups", &caller, &p.integrated_account_id, "");
     let page = page_request(
         &state,
@@ -489,7 +540,17 @@ async fn get_group(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<ObjectParams>,
 ) -> Result<Json<Group>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, p.source).await?;
+    if p.source == Source::Cache {
+        let account = cache::synced_account(
+            &state,
+            &caller,
+            &p.integrated_account_id,
+            p.include_remote_data,
+        )
+        .await?;
+        return Ok(Json(cache::get_group(&state, &account, &id).await?));
+    }
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t
         .directory()
         .get_group(&id, p.include_remote_data.unwrap_or(false))
@@ -529,7 +590,7 @@ async fn create_group(
         name,
         description: body.description,
     };
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().create_group(&input).await;
     let outcome = settle(&state, &t, result).await;
     let id = outcome
@@ -561,7 +622,7 @@ async fn update_group(
             "nothing to change: give name or description",
         ));
     }
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().update_group(&id, &patch).await;
     let outcome = settle(&state, &t, result).await;
     Auditor::new(&state, &caller, &request_id, &t)
@@ -580,7 +641,7 @@ async fn delete_group(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<AccountParams>,
 ) -> Result<StatusCode, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().delete_group(&id).await;
     let outcome = settle(&state, &t, result).await;
     Auditor::new(&state, &caller, &request_id, &t)
@@ -613,7 +674,29 @@ async fn list_memberships(
     caller: Caller,
     ApiQuery(p): ApiQuery<MembershipListParams>,
 ) -> Result<Json<ListEnvelope<GroupMembership>>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, p.source).await?;
+    if p.source == Source::Cache {
+        let account =
+            cache::synced_account(&state, &caller, &p.integrated_account_id, None).await?;
+        let key = list_key(
+            "group-memberships-cache",
+            &caller,
+            &p.integrated_account_id,
+            &format!("{:?}|{:?}", p.group_id, p.user_id),
+        );
+        let limit = page_limit(p.limit)?;
+        let page = cache::list_memberships(
+            &state,
+            &account,
+            p.group_id.as_deref(),
+            p.user_id.as_deref(),
+            &key,
+            p.next_cursor.as_deref(),
+            limit,
+        )
+        .await?;
+        return Ok(Json(page));
+    }
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let query = MembershipQuery {
         group_id: p.group_id,
         user_id: p.user_id,
@@ -652,7 +735,7 @@ async fn add_membership(
             "group_id and user_id are required",
         ));
     }
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t
         .directory()
         .add_group_membership(&body.group_id, &body.user_id)
@@ -688,7 +771,7 @@ async fn remove_membership(
             "no such group membership (ids look like `<group_id>:<user_id>`)",
         ));
     }
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().remove_group_membership(&id).await;
     let outcome = settle(&state, &t, result).await;
     Auditor::new(&state, &caller, &request_id, &t)
@@ -712,7 +795,7 @@ async fn list_roles(
     caller: Caller,
     ApiQuery(p): ApiQuery<AccountParams>,
 ) -> Result<Json<ListEnvelope<Role>>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().list_roles().await;
     let roles = settle(&state, &t, result).await?;
     Ok(Json(ListEnvelope::new(roles, None, false)))
@@ -727,7 +810,7 @@ async fn get_role(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<AccountParams>,
 ) -> Result<Json<Role>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().get_role(&id).await;
     Ok(Json(settle(&state, &t, result).await?))
 }
@@ -740,7 +823,7 @@ async fn me(
     caller: Caller,
     ApiQuery(p): ApiQuery<AccountParams>,
 ) -> Result<Json<Me>, ApiError> {
-    let t = target(&state, &caller, &p.integrated_account_id, Source::Live).await?;
+    let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().me().await;
     Ok(Json(settle(&state, &t, result).await?))
 }

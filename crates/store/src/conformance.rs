@@ -507,10 +507,6 @@ pub async fn audit_rows_filter_and_page_newest_first(store: &dyn Store) {
     );
 }
 
-/// Instantiates every conformance case as a `#[tokio::test]` against a
-/// backend. `$make` is an async expression giving a fresh, migrated store
-/// behind something that derefs to it (so it can own its temp files).
-
 // ---- background work: jobs, syncs, snapshots, events, webhooks ----
 
 fn job(kind: &str, account: Option<&AccountRow>, run_at: i64) -> crate::JobRow {
@@ -1210,6 +1206,9 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
     );
 }
 
+/// Instantiates every conformance case as a `#[tokio::test]` against a
+/// backend. `$make` is an async expression giving a fresh, migrated store
+/// behind something that derefs to it (so it can own its temp files).
 #[macro_export]
 macro_rules! store_conformance_suite {
     ($make:expr) => {

@@ -172,6 +172,7 @@ mod tests {
             base_url: crate::BaseUrl::parse("http://x").unwrap(),
             session_max_age_minutes: Some(10),
             rate_limit: None,
+            sync_interval_minutes: None,
         };
         assert_eq!(renew_after_ms(Some(&config)), 540_000);
         assert_eq!(renew_after_ms(None), 20_160 * 60_000 * 9 / 10);

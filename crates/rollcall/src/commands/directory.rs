@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::{GroupsCommand, MembersCommand, Target, UsersCommand};
 
-fn client(target: &Target) -> Client {
+pub(crate) fn client(target: &Target) -> Client {
     Client::new(&target.url).with_api_key(&target.api_key)
 }
 
@@ -50,13 +50,13 @@ fn opt(name: &str, value: Option<&str>) -> String {
 
 /// Writes a line to stdout. A reader that went away (`| head`) ends the
 /// output quietly instead of panicking as `println!` would.
-fn out(line: &str) -> std::io::Result<()> {
+pub(crate) fn out(line: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")
 }
 
-fn finish(result: std::io::Result<()>) -> anyhow::Result<ExitCode> {
+pub(crate) fn finish(result: std::io::Result<()>) -> anyhow::Result<ExitCode> {
     match result {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         other => {
@@ -66,12 +66,12 @@ fn finish(result: std::io::Result<()>) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<ExitCode> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<ExitCode> {
     finish(out(&serde_json::to_string_pretty(value)?))
 }
 
 /// Left-aligned columns sized to their widest cell.
-fn print_table(headers: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
+pub(crate) fn print_table(headers: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -95,7 +95,7 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) -> std::io::Result<()> 
     Ok(())
 }
 
-fn dash(value: Option<&str>) -> String {
+pub(crate) fn dash(value: Option<&str>) -> String {
     value.unwrap_or("-").to_owned()
 }
 
@@ -109,10 +109,12 @@ pub async fn users(command: UsersCommand) -> anyhow::Result<ExitCode> {
             group,
             limit,
             all,
+            cache,
         } => {
             let client = client(&target);
             let filters = format!(
-                "{}{}{}{}",
+                "{}{}{}{}{}",
+                if cache { "&source=cache" } else { "" },
                 opt("status", status.as_deref()),
                 opt("email", email.as_deref()),
                 opt("is_admin", admin.map(|a| a.to_string()).as_deref()),

@@ -6,6 +6,8 @@ mod healthcheck;
 mod keys;
 mod serve;
 mod sim;
+mod sync;
+mod webhooks;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -53,6 +55,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Users(command) => directory::users(command).await,
         Command::Groups(command) => directory::groups(command).await,
         Command::Members(command) => directory::members(command).await,
+        Command::Sync(args) => sync::run(args).await,
+        Command::Events(args) => sync::events(args).await,
+        Command::Webhooks(command) => webhooks::run(command).await,
         Command::ExportOpenapi => {
             println!("{}", rollcall_server::openapi().to_pretty_json()?);
             Ok(ExitCode::SUCCESS)

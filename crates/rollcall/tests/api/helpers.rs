@@ -85,6 +85,9 @@ pub struct Options {
     pub mode_page_size: Option<usize>,
     /// Switch the Mode simulator's 40-per-10s limit off.
     pub mode_unlimited: bool,
+    /// Run the sync scheduler (off by default so that tests counting
+    /// vendor calls see only their own).
+    pub scheduler: bool,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -134,6 +137,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let (vault, _) = Vault::load_or_create_file(&key_file).unwrap();
     let settings = Settings {
         database_url: url,
+        sync_scheduler: options.scheduler,
         ..options.settings.unwrap_or_default()
     };
     let state = AppState::new(store.clone(), clock.clone(), settings, vault).unwrap();

@@ -18,4 +18,5 @@ mod resilience;
 mod rotation;
 mod secrets;
 mod sessions;
+mod sync;
 mod unified;

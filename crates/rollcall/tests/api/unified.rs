@@ -1060,7 +1060,7 @@ async fn bad_requests_and_other_tenants_are_refused() {
     for query in [
         "limit=0",
         "status=sleeping",
-        "source=cache",
+        "source=snapshot",
         "colour=red",
         "next_cursor=forged",
     ] {
@@ -1074,6 +1074,16 @@ async fn bad_requests_and_other_tenants_are_refused() {
         .await;
         assert_eq!(body["error"]["code"], "invalid_request", "{query}");
     }
+    // The cache of an account never synced is a conflict, not an empty list.
+    let unsynced = json_of(
+        app.call(Method::GET, "users", &metabase, "source=cache")
+            .send()
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+    assert_eq!(unsynced["error"]["code"], "conflict");
     let missing = reqwest::Client::new()
         .get(format!("{}/unified/user-directory/users", app.base_url))
         .bearer_auth(&app.key)

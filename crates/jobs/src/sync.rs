@@ -1,0 +1,436 @@
+//! The sync engine: read an account's whole directory through its
+//! connector, diff it against the last good snapshot, and replace that
+//! snapshot together with the change events in one transaction. A sync
+//! that fails, or whose worker dies, writes nothing but its failure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rollcall_connectors::{
+    ConnectorError, DirectoryError, KnownUsers, ProgressSink, SnapshotProgress,
+};
+use rollcall_core::id::{AccountId, TenantId};
+use rollcall_core::unified::User;
+use rollcall_store::{
+    Enqueued, JobRow, JobStatus, Lease, StoreError, SyncCommit, SyncRunRow, SyncStatus,
+};
+use serde_json::{Value, json};
+
+use crate::diff::{DiffContext, Previous, diff};
+use crate::events::new_event;
+use crate::runner::with_lease;
+use crate::{Inner, Jobs};
+
+pub const JOB_KIND: &str = "sync";
+/// Accounts the scheduler queues per tick at most.
+const SCHEDULE_BATCH: u32 = 100;
+/// How often a running sync writes its progress for `GET /sync-runs/{id}`.
+const PROGRESS_EVERY: Duration = Duration::from_millis(300);
+
+/// Why a sync was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Api,
+    Schedule,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Schedule => "schedule",
+        }
+    }
+}
+
+/// The account's own interval (`config.sync_interval_minutes`), else the
+/// default.
+pub fn interval_of(config_json: &str, default: Duration) -> Duration {
+    serde_json::from_str::<Value>(config_json)
+        .ok()
+        .and_then(|c| c.get("sync_interval_minutes").and_then(Value::as_u64))
+        .filter(|m| *m > 0)
+        .map_or(default, |m| Duration::from_secs(m.saturating_mul(60)))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Jobs {
+    /// Queues a sync of the account, or finds the one already queued or
+    /// running: `(sync_run_id, newly_queued)`.
+    pub async fn request_sync(
+        &self,
+        tenant: &TenantId,
+        account: &AccountId,
+        config_json: &str,
+        trigger: Trigger,
+    ) -> Result<(String, bool), StoreError> {
+        let now = self.inner.clock.now_millis();
+        let queued = enqueue(&self.inner, tenant, account, config_json, trigger, now).await?;
+        if queued.1 {
+            self.wake();
+        }
+        Ok(queued)
+    }
+}
+
+async fn enqueue(
+    inner: &Inner,
+    tenant: &TenantId,
+    account: &AccountId,
+    config_json: &str,
+    trigger: Trigger,
+    now: i64,
+) -> Result<(String, bool), StoreError> {
+    let run = SyncRunRow {
+        id: format!("sync_{}", uuid::Uuid::now_v7().simple()),
+        tenant_id: tenant.clone(),
+        account_id: account.clone(),
+        trigger: trigger.as_str().to_owned(),
+        status: SyncStatus::Queued,
+        phase: None,
+        progress_json: None,
+        counts_json: None,
+        error: None,
+        attempts: 0,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+    };
+    let job = JobRow {
+        id: format!("job_{}", uuid::Uuid::now_v7().simple()),
+        kind: JOB_KIND.to_owned(),
+        tenant_id: Some(tenant.clone()),
+        account_id: Some(account.clone()),
+        payload_json: json!({ "sync_run_id": run.id }).to_string(),
+        status: JobStatus::Queued,
+        run_at: now,
+        attempts: 0,
+        max_attempts: inner.settings.sync_max_attempts,
+        lease_owner: None,
+        lease_until: None,
+        last_error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let next = now.saturating_add(millis(interval_of(
+        config_json,
+        inner.settings.sync_interval,
+    )));
+    match inner.store.enqueue_sync(&run, &job, next).await {
+        Ok(Enqueued::Created) => Ok((run.id, true)),
+        Ok(Enqueued::AlreadyQueued(existing)) => Ok((existing, false)),
+        // Two requests raced past the check: the other one queued it.
+        Err(StoreError::Conflict { .. }) => {
+            let again = inner.store.enqueue_sync(&run, &job, next).await?;
+            match again {
+                Enqueued::AlreadyQueued(existing) => Ok((existing, false)),
+                Enqueued::Created => Ok((run.id, true)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Queues a sync for every account whose interval has passed.
+pub(crate) async fn schedule_due(inner: &Inner, now: i64) -> Result<(), StoreError> {
+    for due in inner.store.due_accounts(now, SCHEDULE_BATCH).await? {
+        let (run, _) = enqueue(
+            inner,
+            &due.tenant_id,
+            &due.account_id,
+            &due.config_json,
+            Trigger::Schedule,
+            now,
+        )
+        .await?;
+        tracing::debug!(account = %due.account_id, sync_run = %run, "scheduled sync queued");
+    }
+    Ok(())
+}
+
+/// Keeps the latest progress report; a side task writes it out now and then.
+#[derive(Default)]
+struct Progress {
+    latest: Mutex<Option<SnapshotProgress>>,
+    details_total: Mutex<u64>,
+}
+
+impl ProgressSink for Progress {
+    fn report(&self, progress: SnapshotProgress) {
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some(progress);
+        }
+        if progress.phase == "user_details"
+            && let (Some(total), Ok(mut t)) = (progress.total, self.details_total.lock())
+        {
+            *t = total;
+        }
+    }
+}
+
+impl Progress {
+    fn take(&self) -> Option<SnapshotProgress> {
+        self.latest.lock().ok().and_then(|mut l| l.take())
+    }
+
+    fn details_fetched(&self) -> u64 {
+        self.details_total.lock().map(|t| *t).unwrap_or(0)
+    }
+}
+
+async fn write_progress(inner: &Inner, run_id: &str, progress: &Progress) {
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        if let Some(p) = progress.take() {
+            let body = json!({ "phase": p.phase, "done": p.done, "total": p.total }).to_string();
+            if let Err(e) = inner.store.sync_progress(run_id, p.phase, &body).await {
+                tracing::debug!(sync_run = %run_id, error = %e, "progress not recorded");
+            }
+        }
+    }
+}
+
+/// Runs one claimed sync job to its end.
+pub(crate) async fn run(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) {
+    let now = inner.clock.now_millis();
+    let run_id = serde_json::from_str::<Value>(&job.payload_json)
+        .ok()
+        .and_then(|p| {
+            p.get("sync_run_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let (Some(run_id), Some(tenant), Some(account)) =
+        (run_id, job.tenant_id.clone(), job.account_id.clone())
+    else {
+        let _ = inner
+            .store
+            .finish_job(lease, JobStatus::Failed, Some("malformed sync job"), now)
+            .await;
+        return;
+    };
+    if job.attempts > job.max_attempts {
+        let message = format!(
+            "gave up after {} attempts: each was interrupted before it finished",
+            job.max_attempts
+        );
+        fail(inner, Some(lease), &tenant, &account, &run_id, &message).await;
+        return;
+    }
+    if let Err(e) = inner.store.start_sync_run(&run_id, job.attempts, now).await {
+        tracing::warn!(sync_run = %run_id, error = %e, "could not mark the sync started");
+    }
+    let work = perform(inner, lease, &tenant, &account, &run_id);
+    match with_lease(inner, lease, work).await {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => fail(inner, Some(lease), &tenant, &account, &run_id, &message).await,
+        Err(_) => {
+            tracing::warn!(sync_run = %run_id, "lease lost mid-sync; another worker has it");
+        }
+    }
+}
+
+async fn fail(
+    inner: &Inner,
+    lease: Option<&Lease>,
+    tenant: &TenantId,
+    account: &AccountId,
+    run_id: &str,
+    message: &str,
+) {
+    let now = inner.clock.now_millis();
+    tracing::warn!(sync_run = %run_id, account = %account, error = %message, "sync failed");
+    let event = new_event(
+        tenant,
+        Some(account),
+        "sync_run.failed",
+        now,
+        json!({ "sync_run_id": run_id, "error": message }),
+    );
+    match inner
+        .store
+        .fail_sync(lease, run_id, message, &event, now)
+        .await
+    {
+        Ok(true) => inner.wake_deliveries.notify_one(),
+        Ok(false) => {
+            tracing::warn!(sync_run = %run_id, "lease lost before the failure was written")
+        }
+        Err(e) => {
+            tracing::error!(sync_run = %run_id, error = %e, "could not record the failed sync")
+        }
+    }
+}
+
+/// Words a connector failure for the run's `error` (no secrets: connector
+/// errors never carry them).
+fn describe(error: &DirectoryError) -> String {
+    match error {
+        DirectoryError::Connector(c) => match c.remote() {
+            Some(remote) => format!("{c} (vendor answered HTTP {})", remote.status),
+            None => c.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+async fn perform(
+    inner: &Inner,
+    lease: &Lease,
+    tenant: &TenantId,
+    account: &AccountId,
+    run_id: &str,
+) -> Result<(), String> {
+    let started = inner.clock.now_millis();
+    let (row, linked) = inner
+        .opener
+        .open(tenant, account)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store_error = |e: StoreError| format!("the store failed: {e}");
+    let previous = load_previous(inner, account).await.map_err(store_error)?;
+    let known: KnownUsers = previous
+        .users
+        .values()
+        .filter_map(|row| serde_json::from_str::<User>(&row.data_json).ok())
+        .map(|u| (u.id.clone(), u))
+        .collect();
+
+    let progress = Progress::default();
+    let directory = linked.directory();
+    let read = async {
+        tokio::select! {
+            out = directory.snapshot(&known, &progress) => out,
+            () = write_progress(inner, run_id, &progress) => unreachable_progress(),
+        }
+    };
+    let snapshot = match read.await {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            if let DirectoryError::Connector(
+                ConnectorError::AuthRejected(_) | ConnectorError::LoginPaused { .. },
+            ) = &e
+            {
+                inner
+                    .opener
+                    .vendor_verdict(&row, false, Some(e.to_string()))
+                    .await;
+            }
+            return Err(describe(&e));
+        }
+    };
+    drop(directory);
+
+    let now = inner.clock.now_millis();
+    let cx = DiffContext {
+        tenant,
+        account,
+        sync_run_id: run_id,
+        now,
+    };
+    let mut changes = diff(&previous, &snapshot, &cx);
+    let counts = json!({
+        "users": snapshot.users.len(),
+        "groups": snapshot.groups.len(),
+        "memberships": snapshot.memberships.len(),
+        "roles": snapshot.roles.len(),
+        "events": changes.events.len(),
+        "users_written": changes.upsert_users.len() + changes.delete_users.len(),
+        "user_details_fetched": progress.details_fetched(),
+        "duration_ms": now.saturating_sub(started),
+    });
+    changes.events.push(new_event(
+        tenant,
+        Some(account),
+        "sync_run.completed",
+        now,
+        json!({ "sync_run_id": run_id, "counts": counts }),
+    ));
+    let commit = SyncCommit {
+        lease: Some(lease.clone()),
+        run_id: run_id.to_owned(),
+        account_id: Some(account.clone()),
+        upsert_users: changes.upsert_users,
+        delete_users: changes.delete_users,
+        upsert_groups: changes.upsert_groups,
+        delete_groups: changes.delete_groups,
+        add_memberships: changes.add_memberships,
+        remove_memberships: changes.remove_memberships,
+        roles: changes.roles,
+        events: changes.events,
+        counts_json: counts.to_string(),
+        finished_at: now,
+    };
+    match inner.store.commit_sync(&commit).await {
+        Ok(true) => {
+            tracing::info!(sync_run = %run_id, account = %account, %counts, "sync completed");
+            inner.wake_deliveries.notify_one();
+            inner.opener.vendor_verdict(&row, true, None).await;
+            Ok(())
+        }
+        Ok(false) => {
+            tracing::warn!(sync_run = %run_id, "lease lost before commit; nothing written");
+            Ok(())
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// `write_progress` loops forever; this names that in the select.
+fn unreachable_progress() -> Result<rollcall_connectors::DirectorySnapshot, DirectoryError> {
+    Err(DirectoryError::Unsupported(
+        "the progress writer stopped".into(),
+    ))
+}
+
+async fn load_previous(inner: &Inner, account: &AccountId) -> Result<Previous, StoreError> {
+    let store = &inner.store;
+    let exists = store.last_good_sync_at(account).await?.is_some();
+    let users: BTreeMap<_, _> = store
+        .snapshot_users(account)
+        .await?
+        .into_iter()
+        .map(|u| (u.user_id.clone(), u))
+        .collect();
+    let groups: BTreeMap<_, _> = store
+        .snapshot_groups(account)
+        .await?
+        .into_iter()
+        .map(|g| (g.group_id.clone(), g))
+        .collect();
+    let memberships: BTreeSet<_> = store
+        .snapshot_memberships(account)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(Previous {
+        users,
+        groups,
+        memberships,
+        exists,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_come_from_the_account_or_the_default() {
+        let default = Duration::from_secs(900);
+        assert_eq!(interval_of("{}", default), default);
+        assert_eq!(
+            interval_of(r#"{"sync_interval_minutes":60}"#, default),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            interval_of(r#"{"sync_interval_minutes":0}"#, default),
+            default
+        );
+        assert_eq!(interval_of("not json", default), default);
+    }
+}
