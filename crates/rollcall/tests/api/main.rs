@@ -8,6 +8,7 @@
 mod accounts;
 mod audit_log;
 mod cli;
+mod crash;
 mod health;
 mod helpers;
 mod keys;
@@ -20,3 +21,4 @@ mod secrets;
 mod sessions;
 mod sync;
 mod unified;
+mod webhooks;

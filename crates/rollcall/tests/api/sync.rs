@@ -722,3 +722,56 @@ async fn the_scheduler_syncs_a_new_account_on_its_own() {
     }
     panic!("the scheduler never synced the new account");
 }
+
+#[tokio::test]
+async fn the_cli_syncs_with_progress_and_a_summary() {
+    let app = spawn_app_with(quick_app()).await;
+    let account = app
+        .acme
+        .create_account(&app.metabase_password_body())
+        .await
+        .unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = crate::helpers::rollcall_bin();
+        cmd.args(["sync", "--url", &app.base_url, "--account", &account.id])
+            .args(extra)
+            .env("ROLLCALL_API_KEY", &app.key);
+        // The server runs on this test's runtime: wait for the CLI elsewhere.
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let out = run(&[]).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    for row in ["users", "groups", "memberships", "events", "took"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(row)),
+            "{row}: {stdout}"
+        );
+    }
+    // Progress goes to stderr, one line per phase when not on a terminal.
+    assert!(!stderr.trim().is_empty(), "progress was shown");
+    let json_out = run(&["--json"]).await.unwrap();
+    assert!(json_out.status.success());
+    let summary: Value = serde_json::from_slice(&json_out.stdout).unwrap();
+    assert_eq!(summary["status"], "succeeded");
+    assert!(summary["counts"]["users"].as_u64().unwrap() > 0);
+    let events = all_events(&app.acme).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type == "sync_run.completed")
+            .count(),
+        2
+    );
+    // A failing sync exits non-zero and says why.
+    fault(
+        &app.metabase.base_url(),
+        "500@always@/api/permissions/group",
+    )
+    .await;
+    let failed = run(&[]).await.unwrap();
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("error"));
+}
