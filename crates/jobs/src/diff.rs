@@ -127,7 +127,12 @@ pub fn diff(previous: &Previous, next: &DirectorySnapshot, cx: &DiffContext<'_>)
                 );
                 changes.upsert_users.push(row);
             }
-            Some(old) if parsed(&old.data_json) != parsed(&row.data_json) => {
+            // Same serializer, so equal text is the common, cheap case; the
+            // parse only settles differences in formatting.
+            Some(old)
+                if old.data_json != row.data_json
+                    && parsed(&old.data_json) != parsed(&row.data_json) =>
+            {
                 let before = parsed(&old.data_json);
                 let after = parsed(&row.data_json);
                 let deactivated = old.status != "inactive" && user.status == UserStatus::Inactive;

@@ -669,6 +669,18 @@ async fn update(
     if vendor_facing_change {
         state.guards.sessions.forget(row.id.as_str());
     }
+    if before.status == AccountStatus::NeedsReauth && row.status == AccountStatus::Active {
+        let event = rollcall_jobs::events::new_event(
+            &row.tenant_id,
+            Some(&row.id),
+            "integrated_account.reactivated",
+            row.updated_at,
+            json!({ "status": "active", "detail": "credentials replaced" }),
+        );
+        if let Err(e) = state.store.append_events(&[event]).await {
+            tracing::error!(account = %row.id, error = %e, "could not record the account event");
+        }
+    }
     audit::record(
         &state,
         AuditEntry {

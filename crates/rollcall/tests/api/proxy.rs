@@ -369,6 +369,13 @@ async fn a_revoked_vendor_credential_marks_the_account_and_new_ones_restore_it()
     let marked = app.acme.account(&account.id).await.unwrap();
     assert_eq!(marked.status, "needs_reauth");
     assert!(marked.status_detail.is_some());
+    let events = app.acme.events(None, 100).await.unwrap().result;
+    let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(kinds, vec!["integrated_account.authentication_error"]);
+    assert_eq!(
+        events[0].integrated_account_id.as_deref(),
+        Some(account.id.as_str())
+    );
 
     let restored = app
         .acme
@@ -379,6 +386,11 @@ async fn a_revoked_vendor_credential_marks_the_account_and_new_ones_restore_it()
         .await
         .unwrap();
     assert_eq!(restored.status, "active");
+    let events = app.acme.events(None, 100).await.unwrap().result;
+    assert_eq!(
+        events.last().map(|e| e.event_type.as_str()),
+        Some("integrated_account.reactivated")
+    );
     assert_eq!(
         app.proxy(Method::GET, &account.id, "/api/user/current")
             .send()
