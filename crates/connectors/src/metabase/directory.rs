@@ -401,6 +401,9 @@ impl MetabaseDirectory<'_> {
 
     /// Every personal user, active and deactivated, sorted by id:
     /// `status=all` pages until the vendor's `total` or an empty page.
+    /// `include_deactivated=true` says the same to versions that predate
+    /// `status` (and wins over it where both are known), so no version
+    /// answers with active users only and makes the deactivated look deleted.
     async fn snapshot_users(
         &self,
         progress: &dyn ProgressSink,
@@ -412,7 +415,7 @@ impl MetabaseDirectory<'_> {
             let answer = self
                 .ok(
                     VendorRequest::get(format!(
-                        "/api/user?status=all&limit={SNAPSHOT_PAGE}&offset={offset}"
+                        "/api/user?status=all&include_deactivated=true&limit={SNAPSHOT_PAGE}&offset={offset}"
                     )),
                     "user list",
                 )

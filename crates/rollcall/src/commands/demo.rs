@@ -119,12 +119,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
            {me} users list --account {mode_id}\n  \
            {me} users list --account {mb_id} --limit 10\n  \
            {me} groups list --account {mode_id}\n  \
-           {me} groups list --account {mb_id}\n\
+           {me} groups list --account {mb_id}\n  \
+           {me} sync --account {mb_id}\n  \
+           {me} users list --account {mb_id} --cache --admin true\n  \
+           {me} events\n\
          \n\
          Or the HTTP API:\n  \
            curl -H '{auth}' '{api}/unified/user-directory/users?integrated_account_id={mb_id}&limit=3'\n  \
            curl -H '{auth}' '{api}/unified/user-directory/groups?integrated_account_id={mode_id}'\n  \
            curl -H '{auth}' {api}/integrated-accounts\n  \
+           curl -H '{auth}' -X POST {api}/integrated-accounts/{mode_id}/sync\n  \
+           curl -H '{auth}' '{api}/events?limit=10'\n  \
            curl -H '{auth}' '{api}/proxy/{mb_id}/api/user?limit=3'\n  \
            curl -H '{auth}' -H 'content-type: application/json' -d '{{\"tenant_ref\":\"customer-42\"}}' {api}/link-tokens\n  \
            open {api}/docs for the API reference\n\

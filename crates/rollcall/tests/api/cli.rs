@@ -202,21 +202,40 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
         .unwrap();
     assert_eq!(users.status(), 200);
 
-    // The printed CLI commands list users and groups of both accounts, and work.
-    let commands: Vec<&String> = banner
-        .iter()
-        .filter(|l| l.contains(" users list --account ") || l.contains(" groups list --account "))
-        .collect();
-    assert_eq!(commands.len(), 4, "{banner:#?}");
-    for command in commands {
+    // The printed sync command syncs (and says so); then the printed CLI
+    // commands list users and groups of both accounts, the cache included.
+    let run = |command: &str| {
         let mut words = command.split_whitespace();
         let program = words.next().unwrap();
-        let output = std::process::Command::new(program)
+        std::process::Command::new(program)
             .args(words)
             .env("ROLLCALL_URL", &api)
             .env("ROLLCALL_API_KEY", &key)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let sync = banner
+        .iter()
+        .find(|l| l.contains(" sync --account "))
+        .expect("a sync command is printed");
+    let synced = run(sync);
+    let summary = String::from_utf8_lossy(&synced.stdout);
+    assert!(synced.status.success(), "{sync}: {summary}");
+    assert!(summary.contains("succeeded"), "{summary}");
+    let events = banner
+        .iter()
+        .find(|l| l.trim_end().ends_with(" events"))
+        .unwrap();
+    let listed = run(events);
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("sync_run.completed"));
+    let commands: Vec<&String> = banner
+        .iter()
+        .filter(|l| l.contains(" users list --account ") || l.contains(" groups list --account "))
+        .collect();
+    assert_eq!(commands.len(), 5, "{banner:#?}");
+    for command in commands {
+        let output = run(command);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),
