@@ -612,6 +612,33 @@ async fn a_mode_sync_reads_details_only_for_new_members() {
         let user = &cached[m["member_token"].as_str().unwrap()];
         assert_eq!(user["username"], m["member_username"]);
     }
+    // Groups and memberships are Mode's own, read raw through the proxy.
+    let ws = app.mode.fixtures().workspace.clone();
+    let groups = raw(&app, id, &format!("/api/{ws}/groups")).await;
+    let live: BTreeSet<String> = groups["_embedded"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["state"] != "soft_deleted")
+        .map(|g| g["token"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cached_group_ids(&app, id).await, live);
+    let mut pairs = BTreeSet::new();
+    for group in &live {
+        let members = raw(&app, id, &format!("/api/{ws}/groups/{group}/memberships")).await;
+        // An empty group may leave the list out altogether.
+        let list = members["_embedded"]["group_memberships"]
+            .as_array()
+            .cloned();
+        for m in list.unwrap_or_default() {
+            pairs.insert((
+                group.clone(),
+                m["member_token"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert!(!pairs.is_empty());
+    assert_eq!(cached_memberships(&app, id).await, pairs);
 
     // Invite one: the next sync asks Mode about that member only.
     let invited = app
@@ -632,6 +659,8 @@ async fn a_mode_sync_reads_details_only_for_new_members() {
     assert_eq!(created.len(), 1);
     assert_eq!(created[0].data["after"]["status"], "invited");
     assert_eq!(created[0].data["after"]["email"], "invitee@example.com");
+    let invitee = created[0].data["object_id"].as_str().unwrap().to_owned();
+    assert_eq!(changes(&events), vec![("user.created".to_owned(), invitee)]);
 }
 
 #[tokio::test]

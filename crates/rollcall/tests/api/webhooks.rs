@@ -386,3 +386,33 @@ async fn the_cli_verifies_a_real_delivery() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not match"));
 }
+
+#[tokio::test]
+async fn a_receiver_that_hangs_does_not_hold_up_syncs() {
+    let app = spawn_app_with(fast_retries(3)).await;
+    let account = linked_metabase(&app).await;
+    // Accepts the connection and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            keep.lock().unwrap().push(socket);
+        }
+    });
+    app.acme
+        .create_webhook(&format!("http://{addr}/hook"), &["*"])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(sync(&app.acme, &account).await.status, "succeeded");
+    }
+    wait_for(|| !held.lock().unwrap().is_empty(), "a delivery attempt").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "syncs waited on the receiver: {:?}",
+        started.elapsed()
+    );
+}
