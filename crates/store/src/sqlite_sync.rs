@@ -1,6 +1,8 @@
 //! [`SyncStore`] on SQLite. SQLite has one writer at a time, so a single
 //! `UPDATE ... RETURNING` claims a job atomically, and event sequence
-//! numbers follow commit order.
+//! numbers follow commit order. Transactions that read before they write
+//! start with `BEGIN IMMEDIATE`: a deferred one would fail with
+//! `SQLITE_BUSY` instead of waiting when another writer got in between.
 
 use async_trait::async_trait;
 use rollcall_core::id::{AccountId, TenantId};
@@ -210,7 +212,7 @@ impl SyncStore for SqliteStore {
         job: &JobRow,
         next_sync_at: i64,
     ) -> Result<Enqueued, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let existing: Option<String> = sqlx::query_scalar(
             "SELECT json_extract(payload_json, '$.sync_run_id') FROM jobs \
              WHERE account_id = ? AND kind = 'sync' AND status IN ('queued', 'running')",
@@ -320,7 +322,7 @@ impl SyncStore for SqliteStore {
     }
 
     async fn insert_job(&self, job: &JobRow) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         insert_job_in(&mut tx, job).await?;
         tx.commit().await?;
         Ok(())
@@ -371,7 +373,7 @@ impl SyncStore for SqliteStore {
         error: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         if !holds(&mut tx, lease).await? {
             return Ok(false);
         }
@@ -452,7 +454,7 @@ impl SyncStore for SqliteStore {
         event: &EventRow,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         if let Some(lease) = lease {
             if !holds(&mut tx, lease).await? {
                 return Ok(false);
@@ -486,7 +488,7 @@ impl SyncStore for SqliteStore {
             .as_ref()
             .ok_or_else(|| corrupt("a sync commit without an account"))?
             .as_str();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         if let Some(lease) = &c.lease {
             if !holds(&mut tx, lease).await? {
                 return Ok(false);
@@ -770,7 +772,7 @@ impl SyncStore for SqliteStore {
     }
 
     async fn append_events(&self, events: &[EventRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         for e in events {
             insert_event_in(&mut tx, e).await?;
         }
@@ -868,7 +870,7 @@ impl SyncStore for SqliteStore {
         let mut queued = 0;
         for row in &webhooks {
             let w = webhook_from(row)?;
-            let mut tx = self.pool().begin().await?;
+            let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
             // Re-read the cursor inside the transaction: another worker may
             // have moved it since.
             let cursor: Option<i64> =
@@ -925,7 +927,7 @@ impl SyncStore for SqliteStore {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? \
              AND (lease_until IS NULL OR lease_until < ?) ORDER BY next_attempt_at, id LIMIT ?",
