@@ -4,6 +4,7 @@
 //! that fails, or whose worker dies, writes nothing but its failure.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -182,7 +183,7 @@ impl Progress {
     }
 }
 
-async fn write_progress(inner: &Inner, run_id: &str, progress: &Progress) {
+async fn write_progress(inner: &Inner, run_id: &str, progress: &Progress) -> Infallible {
     loop {
         tokio::time::sleep(PROGRESS_EVERY).await;
         if let Some(p) = progress.take() {
@@ -305,7 +306,7 @@ async fn perform(
     let read = async {
         tokio::select! {
             out = directory.snapshot(&known, &progress) => out,
-            () = write_progress(inner, run_id, &progress) => unreachable_progress(),
+            never = write_progress(inner, run_id, &progress) => match never {},
         }
     };
     let snapshot = match read.await {
@@ -378,13 +379,6 @@ async fn perform(
         }
         Err(e) => Err(store_error(e)),
     }
-}
-
-/// `write_progress` loops forever; this names that in the select.
-fn unreachable_progress() -> Result<rollcall_connectors::DirectorySnapshot, DirectoryError> {
-    Err(DirectoryError::Unsupported(
-        "the progress writer stopped".into(),
-    ))
 }
 
 async fn load_previous(inner: &Inner, account: &AccountId) -> Result<Previous, StoreError> {
