@@ -198,6 +198,12 @@ pub trait Directory: Send + Sync {
     async fn get_role(&self, id: &str) -> Result<Role, DirectoryError>;
     async fn me(&self) -> Result<Me, DirectoryError>;
 
+    /// Whether [`Directory::snapshot`] reuses fields of the `known` users
+    /// (so a sync should pass them); false lets the sync skip building them.
+    fn reuses_known_users(&self) -> bool {
+        false
+    }
+
     /// The whole directory for a sync. Fails as a whole: a snapshot that
     /// could not be read completely is an error, never a partial result.
     async fn snapshot(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rollcall_connectors::DirectorySnapshot;
 use rollcall_core::id::{AccountId, TenantId};
-use rollcall_core::unified::{Group, GroupMembership, User, UserStatus};
+use rollcall_core::unified::{Group, GroupMembership, User};
 use rollcall_store::{CachedGroupRow, CachedRoleRow, CachedUserRow, EventRow};
 use serde_json::Value;
 
@@ -92,7 +92,9 @@ pub struct DiffContext<'a> {
     pub now: i64,
 }
 
-pub fn diff(previous: &Previous, next: &DirectorySnapshot, cx: &DiffContext<'_>) -> Changes {
+/// Takes the snapshot by value: each user is turned into its stored row and
+/// dropped as the walk goes, so a large directory is not held twice.
+pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) -> Changes {
     let mut changes = Changes::default();
     let emit = previous.exists;
     let event = |changes: &mut Changes, kind: &str, object: &str, id: &str, before, after| {
@@ -108,23 +110,28 @@ pub fn diff(previous: &Previous, next: &DirectorySnapshot, cx: &DiffContext<'_>)
     };
 
     // Users.
-    let mut seen_users = BTreeSet::new();
-    for user in &next.users {
-        if !seen_users.insert(user.id.as_str()) {
+    let mut seen_users: BTreeSet<String> = BTreeSet::new();
+    for user in next.users {
+        if !seen_users.insert(user.id.clone()) {
             continue;
         }
-        let row = user_row(user);
-        match previous.users.get(&user.id) {
+        let row = user_row(&user);
+        drop(user);
+        match previous.users.get(&row.user_id) {
             None => {
-                let after = parsed(&row.data_json);
-                event(
-                    &mut changes,
-                    "user.created",
-                    "user",
-                    &user.id,
-                    None,
-                    Some(after),
-                );
+                // JSON for the event only when there will be one (the first
+                // sync of a large directory makes none).
+                if emit {
+                    let after = parsed(&row.data_json);
+                    event(
+                        &mut changes,
+                        "user.created",
+                        "user",
+                        &row.user_id,
+                        None,
+                        Some(after),
+                    );
+                }
                 changes.upsert_users.push(row);
             }
             // Same serializer, so equal text is the common, cheap case; the
@@ -133,22 +140,24 @@ pub fn diff(previous: &Previous, next: &DirectorySnapshot, cx: &DiffContext<'_>)
                 if old.data_json != row.data_json
                     && parsed(&old.data_json) != parsed(&row.data_json) =>
             {
-                let before = parsed(&old.data_json);
-                let after = parsed(&row.data_json);
-                let deactivated = old.status != "inactive" && user.status == UserStatus::Inactive;
+                let deactivated = old.status != "inactive" && row.status == "inactive";
                 let kind = if deactivated {
                     "user.deactivated"
                 } else {
                     "user.updated"
                 };
-                event(
-                    &mut changes,
-                    kind,
-                    "user",
-                    &user.id,
-                    Some(before),
-                    Some(after),
-                );
+                if emit {
+                    let before = parsed(&old.data_json);
+                    let after = parsed(&row.data_json);
+                    event(
+                        &mut changes,
+                        kind,
+                        "user",
+                        &row.user_id,
+                        Some(before),
+                        Some(after),
+                    );
+                }
                 changes.upsert_users.push(row);
             }
             Some(_) => {}
@@ -258,6 +267,8 @@ pub fn diff(previous: &Previous, next: &DirectorySnapshot, cx: &DiffContext<'_>)
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use rollcall_core::unified::UserStatus;
+
     use super::*;
 
     fn user(id: &str, status: UserStatus, admin: bool) -> User {
@@ -353,7 +364,7 @@ mod tests {
             memberships: vec![("g1".into(), "a".into()), ("g3".into(), "d".into())],
             roles: vec![],
         };
-        let changes = diff(&previous_of(&before), &after, &cx);
+        let changes = diff(&previous_of(&before), after.clone(), &cx);
         assert_eq!(
             kinds(&changes),
             vec![
@@ -370,7 +381,7 @@ mod tests {
         // g1's count changed: stored again, but no event of its own.
         assert_eq!(changes.upsert_groups.len(), 2);
         assert_eq!(changes.delete_users, vec!["c".to_owned()]);
-        let unchanged = diff(&previous_of(&after), &after, &cx);
+        let unchanged = diff(&previous_of(&after), after, &cx);
         assert!(unchanged.events.is_empty());
         assert!(unchanged.upsert_users.is_empty() && unchanged.upsert_groups.is_empty());
     }
@@ -389,7 +400,7 @@ mod tests {
             users: vec![user("a", UserStatus::Active, true)],
             ..DirectorySnapshot::default()
         };
-        let changes = diff(&Previous::default(), &snapshot, &cx);
+        let changes = diff(&Previous::default(), snapshot, &cx);
         assert!(changes.events.is_empty());
         assert_eq!(changes.upsert_users.len(), 1);
     }

@@ -294,15 +294,21 @@ async fn perform(
         .map_err(|e| e.to_string())?;
     let store_error = |e: StoreError| format!("the store failed: {e}");
     let previous = load_previous(inner, account).await.map_err(store_error)?;
-    let known: KnownUsers = previous
-        .users
-        .values()
-        .filter_map(|row| serde_json::from_str::<User>(&row.data_json).ok())
-        .map(|u| (u.id.clone(), u))
-        .collect();
+    let directory = linked.directory();
+    // Only a connector that reuses per-user fields gets the previous users
+    // as unified objects; for the others that copy would be pure weight.
+    let known: KnownUsers = if directory.reuses_known_users() {
+        previous
+            .users
+            .values()
+            .filter_map(|row| serde_json::from_str::<User>(&row.data_json).ok())
+            .map(|u| (u.id.clone(), u))
+            .collect()
+    } else {
+        KnownUsers::new()
+    };
 
     let progress = Progress::default();
-    let directory = linked.directory();
     let read = async {
         tokio::select! {
             out = directory.snapshot(&known, &progress) => out,
@@ -325,6 +331,7 @@ async fn perform(
         }
     };
     drop(directory);
+    drop(known);
 
     let now = inner.clock.now_millis();
     let cx = DiffContext {
@@ -333,12 +340,18 @@ async fn perform(
         sync_run_id: run_id,
         now,
     };
-    let mut changes = diff(&previous, &snapshot, &cx);
+    let sizes = (
+        snapshot.users.len(),
+        snapshot.groups.len(),
+        snapshot.memberships.len(),
+        snapshot.roles.len(),
+    );
+    let mut changes = diff(&previous, snapshot, &cx);
     let counts = json!({
-        "users": snapshot.users.len(),
-        "groups": snapshot.groups.len(),
-        "memberships": snapshot.memberships.len(),
-        "roles": snapshot.roles.len(),
+        "users": sizes.0,
+        "groups": sizes.1,
+        "memberships": sizes.2,
+        "roles": sizes.3,
         "events": changes.events.len(),
         "users_written": changes.upsert_users.len() + changes.delete_users.len(),
         "user_details_fetched": progress.details_fetched(),

@@ -881,6 +881,12 @@ impl Directory for ModeDirectory<'_> {
         Provider::Mode
     }
 
+    /// Mode's email and name cost one call per member; unchanged members
+    /// keep the ones the last snapshot has.
+    fn reuses_known_users(&self) -> bool {
+        true
+    }
+
     /// Reads `GET /api/{ws}/memberships` only: emails, names and groups are
     /// left out (`is_partial_response`).
     async fn list_users(
