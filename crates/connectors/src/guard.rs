@@ -91,7 +91,13 @@ impl VendorGuards {
     pub(crate) fn limiter(&self, key: &str, limit: Option<(u32, Duration)>) -> Arc<Limiter> {
         let make = || Arc::new(Limiter::new(limit));
         match self.limiters.lock() {
-            Ok(mut map) => map.entry(key.to_owned()).or_insert_with(make).clone(),
+            Ok(mut map) => {
+                let limiter = map.entry(key.to_owned()).or_insert_with(make).clone();
+                // The account's configured limit changed (a PATCH): it applies
+                // from now on, keeping what was already sent in the window.
+                limiter.reconfigure(limit);
+                limiter
+            }
             Err(_) => make(),
         }
     }
@@ -131,6 +137,8 @@ pub(crate) struct Limiter {
 
 #[derive(Debug)]
 struct LimiterState {
+    /// What the account's configuration asked for, to notice a change.
+    configured: Option<(u32, Duration)>,
     limit: Option<u32>,
     window_ms: i64,
     sent: VecDeque<i64>,
@@ -146,20 +154,39 @@ pub(crate) struct NoRoom {
 
 impl Limiter {
     fn new(limit: Option<(u32, Duration)>) -> Self {
-        let (limit, window_ms) = match limit {
-            Some((n, window)) => (
-                Some(n.max(1)),
-                i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4),
-            ),
-            None => (None, 10_000),
-        };
+        let limit_in = limit;
+        let (limit, window_ms) = Self::parts(limit);
         Self {
             state: Mutex::new(LimiterState {
+                configured: limit_in,
                 limit,
                 window_ms,
                 sent: VecDeque::new(),
                 blocked_until: 0,
             }),
+        }
+    }
+
+    fn parts(limit: Option<(u32, Duration)>) -> (Option<u32>, i64) {
+        match limit {
+            Some((n, window)) => (
+                Some(n.max(1)),
+                i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 4),
+            ),
+            None => (None, 10_000),
+        }
+    }
+
+    /// Applies a changed configured limit (a lowered one from the vendor's
+    /// headers stays until the configuration itself changes).
+    fn reconfigure(&self, limit: Option<(u32, Duration)>) {
+        if let Ok(mut s) = self.state.lock()
+            && s.configured != limit
+        {
+            let (new_limit, window_ms) = Self::parts(limit);
+            s.configured = limit;
+            s.limit = new_limit;
+            s.window_ms = window_ms;
         }
     }
 
@@ -353,6 +380,28 @@ mod tests {
         assert_eq!((snapshot.limit, snapshot.remaining), (3, 0));
         clock.advance(jiff::SignedDuration::from_millis(10_251));
         limiter.acquire(&clock, clock.now_millis()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_changed_configured_limit_applies_to_the_next_call() {
+        let clock = MockClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+        let guards = VendorGuards::default();
+        let tight = Some((2, Duration::from_secs(10)));
+        let limiter = guards.limiter("acct", tight);
+        for _ in 0..2 {
+            limiter.acquire(&clock, clock.now_millis()).await.unwrap();
+        }
+        assert!(limiter.acquire(&clock, clock.now_millis()).await.is_err());
+        // Raised in the account's config: the same credential gets room now,
+        // and what was sent still counts.
+        let raised = guards.limiter("acct", Some((3, Duration::from_secs(10))));
+        raised.acquire(&clock, clock.now_millis()).await.unwrap();
+        assert!(raised.acquire(&clock, clock.now_millis()).await.is_err());
+        let snapshot = raised.snapshot(clock.now_millis()).unwrap();
+        assert_eq!((snapshot.limit, snapshot.remaining), (3, 0));
+        // Asking again with the same limit changes nothing.
+        let same = guards.limiter("acct", Some((3, Duration::from_secs(10))));
+        assert_eq!(same.snapshot(clock.now_millis()).unwrap().remaining, 0);
     }
 
     #[test]

@@ -224,34 +224,48 @@ pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) 
         }
     }
 
-    // Memberships.
-    let next_memberships: BTreeSet<(String, String)> = next.memberships.iter().cloned().collect();
-    for pair in next_memberships.difference(&previous.memberships) {
-        let id = GroupMembership::id_for(&pair.0, &pair.1);
-        let after = membership_json(&pair.0, &pair.1);
-        event(
-            &mut changes,
-            "group_membership.added",
-            "group_membership",
-            &id,
-            None,
-            Some(after),
-        );
-        changes.add_memberships.push(pair.clone());
-    }
+    // Memberships: the removed ones first (few, cloned), then the new set
+    // is consumed so the added ones move instead of being copied.
+    let next_memberships: BTreeSet<(String, String)> = next.memberships.into_iter().collect();
     for pair in previous.memberships.difference(&next_memberships) {
-        let id = GroupMembership::id_for(&pair.0, &pair.1);
-        let before = membership_json(&pair.0, &pair.1);
-        event(
-            &mut changes,
-            "group_membership.removed",
-            "group_membership",
-            &id,
-            Some(before),
-            None,
-        );
+        if emit {
+            let id = GroupMembership::id_for(&pair.0, &pair.1);
+            let before = membership_json(&pair.0, &pair.1);
+            event(
+                &mut changes,
+                "group_membership.removed",
+                "group_membership",
+                &id,
+                Some(before),
+                None,
+            );
+        }
         changes.remove_memberships.push(pair.clone());
     }
+    for pair in next_memberships {
+        if previous.memberships.contains(&pair) {
+            continue;
+        }
+        if emit {
+            let id = GroupMembership::id_for(&pair.0, &pair.1);
+            let after = membership_json(&pair.0, &pair.1);
+            event(
+                &mut changes,
+                "group_membership.added",
+                "group_membership",
+                &id,
+                None,
+                Some(after),
+            );
+        }
+        changes.add_memberships.push(pair);
+    }
+
+    // In primary-key order, so the commit appends to the B-tree instead of
+    // splitting pages all over it (vendors number users; keys are text).
+    changes
+        .upsert_users
+        .sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
 
     changes.roles = next
         .roles

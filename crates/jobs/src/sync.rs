@@ -355,7 +355,7 @@ async fn perform(
         "events": changes.events.len(),
         "users_written": changes.upsert_users.len() + changes.delete_users.len(),
         "user_details_fetched": progress.details_fetched(),
-        "duration_ms": now.saturating_sub(started),
+        "read_and_diff_ms": now.saturating_sub(started),
     });
     changes.events.push(new_event(
         tenant,
@@ -381,6 +381,10 @@ async fn perform(
     };
     match inner.store.commit_sync(&commit).await {
         Ok(true) => {
+            let finished = inner.clock.now_millis();
+            if let Err(e) = inner.store.stamp_sync_finished(run_id, finished).await {
+                tracing::warn!(sync_run = %run_id, error = %e, "could not record when the sync ended");
+            }
             tracing::info!(sync_run = %run_id, account = %account, %counts, "sync completed");
             inner.wake_deliveries.notify_one();
             inner.opener.vendor_verdict(&row, true, None).await;

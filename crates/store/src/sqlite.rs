@@ -30,7 +30,12 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            // A sync's commit of a large first snapshot holds the write lock
+            // for a few seconds; other writers wait for it rather than fail.
+            .busy_timeout(Duration::from_secs(30))
+            // 16 MB of page cache per connection (2 MB by default): large
+            // commits and deep cached reads stay in memory.
+            .pragma("cache_size", "-16000");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)

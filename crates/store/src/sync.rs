@@ -349,6 +349,9 @@ pub trait SyncStore: Send + Sync {
     /// Applies a sync's result atomically; false (nothing written) if the
     /// lease is no longer held.
     async fn commit_sync(&self, commit: &SyncCommit) -> Result<bool, StoreError>;
+    /// Moves a finished run's end to `at` (the commit's own end, which the
+    /// commit cannot know while it writes).
+    async fn stamp_sync_finished(&self, id: &str, at: i64) -> Result<(), StoreError>;
 
     // ---- the snapshot ----
 

@@ -420,13 +420,14 @@ impl MetabaseDirectory<'_> {
                     "user list",
                 )
                 .await?;
-            let list: payload::UserList = parse(&answer)?;
+            // Straight into users: no JSON tree per page, as the API's
+            // lists need for `remote_data`.
+            let list: payload::UserPage = parse(&answer)?;
             if list.data.is_empty() {
                 break;
             }
-            for value in &list.data {
-                let user: payload::User = parse_value(value, "user")?;
-                let mut unified = to_user(&user, &no_groups, None, false);
+            for user in &list.data {
+                let mut unified = to_user(user, &no_groups, None, false);
                 unified.groups = None;
                 // Users added while paging shift later pages: one may be
                 // listed twice.

@@ -64,6 +64,14 @@ pub struct UserList {
     pub total: u64,
 }
 
+/// The same page read straight into users (for syncs, which keep no
+/// vendor objects).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserPage {
+    pub data: Vec<User>,
+    pub total: u64,
+}
+
 /// A `permissions_group` row: an element of `GET /api/permissions/group`
 /// (with `member_count`), `GET /api/permissions/group/:id` (with
 /// `members`), or the answer to a create or rename (neither).
