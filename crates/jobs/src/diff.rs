@@ -388,8 +388,8 @@ mod tests {
                 ("user.deleted".into(), "c".into()),
                 ("group.created".into(), "g3".into()),
                 ("group.deleted".into(), "g2".into()),
-                ("group_membership.added".into(), "g3:d".into()),
                 ("group_membership.removed".into(), "g1:b".into()),
+                ("group_membership.added".into(), "g3:d".into()),
             ]
         );
         // g1's count changed: stored again, but no event of its own.
