@@ -12,17 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rollcall_core::id::TenantName;
 use rollcall_core::unified::{Ref, User, UserStatus};
 use rollcall_core::{Clock as _, SystemClock};
-use rollcall_server::{AppState, Application, Settings, keys};
 use rollcall_sim_metabase::{MetabaseSim, MetabaseSimConfig};
 use rollcall_store::{CachedUserRow, Store, SyncCommit};
-use rollcall_vault::Vault;
-use secrecy::ExposeSecret;
 use serde_json::json;
 
-use crate::{build_profile, cores, round, write_result};
+use crate::{build_profile, cores, round, start_rollcall, write_result};
 
 const SEED_BATCH: usize = 50_000;
 const CONCURRENCY: usize = 4;
@@ -191,31 +187,8 @@ fn rss_mb() -> f64 {
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let loopback = "127.0.0.1:0".parse()?;
-    let dir = tempfile::tempdir()?;
-    let settings = Settings {
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
-        sync_scheduler: false,
-        ..Settings::default()
-    };
-    let store = rollcall_store::open(&settings.database_url).await?;
-    store.migrate().await?;
-    let (vault, _) = Vault::load_or_create_file(&dir.path().join("master.key"))?;
-    let clock = Arc::new(SystemClock);
-    let issued = keys::issue(
-        store.as_ref(),
-        clock.as_ref(),
-        &TenantName::parse("bench")?,
-        "bench",
-    )
-    .await?;
-    let key = issued.key.expose_secret().to_owned();
-    let app = Application::bind(
-        loopback,
-        AppState::new(store.clone(), clock, settings, vault)?,
-    )
-    .await?;
-    let api = format!("http://{}", app.local_addr()?);
-    tokio::spawn(app.run_until(std::future::pending()));
+    let rollcall = start_rollcall().await?;
+    let (store, api, key) = (&rollcall.store, &rollcall.api, &rollcall.key);
     // A real linked account (a small Metabase) owns the snapshot.
     let metabase = MetabaseSim::new(MetabaseSimConfig {
         users: 10,
@@ -223,9 +196,9 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     })?
     .start(loopback)
     .await?;
-    let client = rollcall_client::Client::new(&api).with_api_key(&key);
     let f = metabase.fixtures().clone();
-    let account = client
+    let account = rollcall
+        .client
         .create_account(&json!({
             "provider": "metabase",
             "config": { "base_url": metabase.base_url() },
@@ -243,13 +216,13 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         seed(store.as_ref(), &account_id, seeded, size).await?;
         seeded = size;
         let seed_secs = t.elapsed().as_secs_f64();
-        let urls = page_urls(&http, &api, &key, &account.id)
+        let urls = page_urls(&http, api, key, &account.id)
             .await
             .context("walking the pages")?;
         // Warm both paths, then measure them back to back.
-        measure(&http, &key, &urls, o.requests / 10).await?;
-        let healthz = measure(&http, &key, &health, o.requests).await?;
-        let page = measure(&http, &key, &urls, o.requests).await?;
+        measure(&http, key, &urls, o.requests / 10).await?;
+        let healthz = measure(&http, key, &health, o.requests).await?;
+        let page = measure(&http, key, &urls, o.requests).await?;
         let rss = rss_mb();
         println!(
             "| {size} users | {} pages | page p50 {:.2} ms, p99 {:.2} ms, {:.0}/s | healthz p99 {:.2} ms, {:.0}/s | throughput ratio {:.2} | RSS {:.0} MB | seeded in {:.1} s |",

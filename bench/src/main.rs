@@ -132,6 +132,8 @@ async fn main() -> anyhow::Result<()> {
 /// tenant and its API key.
 pub(crate) struct Rollcall {
     pub client: Client,
+    /// The server's store, for scenarios that seed it directly.
+    pub store: Arc<dyn rollcall_store::Store>,
     /// `http://127.0.0.1:PORT`.
     pub api: String,
     pub key: String,
@@ -161,12 +163,17 @@ pub(crate) async fn start_rollcall() -> anyhow::Result<Rollcall> {
         "bench",
     )
     .await?;
-    let app = Application::bind(loopback, AppState::new(store, clock, settings, vault)?).await?;
+    let app = Application::bind(
+        loopback,
+        AppState::new(store.clone(), clock, settings, vault)?,
+    )
+    .await?;
     let api = format!("http://{}", app.local_addr()?);
     tokio::spawn(app.run_until(std::future::pending()));
     let key = key.key.expose_secret().to_owned();
     Ok(Rollcall {
         client: Client::new(&api).with_api_key(&key),
+        store,
         api,
         key,
         _dir: dir,

@@ -11,7 +11,8 @@ use rollcall_sim_metabase::{MetabaseSim, MetabaseSimConfig};
 use serde_json::json;
 
 use crate::helpers::rollcall_bin;
-use crate::sync::{all_events, clear_faults, fault, finished, sync};
+use crate::helpers::{clear_faults, fault};
+use crate::sync::{all_events, finished, sync};
 
 struct Node {
     child: Child,

@@ -285,3 +285,37 @@ pub fn rollcall_bin() -> std::process::Command {
 pub fn vault_on(path: &std::path::Path) -> Vault {
     Vault::load(KeySource::File(path.to_path_buf())).unwrap()
 }
+
+/// Adds a fault rule to a simulator (`ACTION[@TRIGGER][@PATH_PREFIX]`).
+pub async fn fault(base_url: &str, spec: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/_sim/faults"))
+        .json(&json!({ "spec": spec }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{spec}");
+}
+
+/// Removes every fault rule of a simulator.
+pub async fn clear_faults(base_url: &str) {
+    let response = reqwest::Client::new()
+        .delete(format!("{base_url}/_sim/faults"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+}
+
+impl TestApp {
+    /// A unified-API GET with tenant acme's key, as JSON (any status).
+    pub async fn get_json(&self, resource: &str, account: &str, query: &str) -> Value {
+        self.call(reqwest::Method::GET, resource, account, query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}

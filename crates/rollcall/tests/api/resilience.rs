@@ -4,19 +4,9 @@
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::helpers::{Options, TestApp, spawn_app_with};
-
-async fn fault(base_url: &str, spec: &str) {
-    let response = reqwest::Client::new()
-        .post(format!("{base_url}/_sim/faults"))
-        .json(&json!({ "spec": spec }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-}
+use crate::helpers::{Options, TestApp, fault, spawn_app_with};
 
 async fn ok_json(response: reqwest::Response) -> Value {
     let status = response.status();

@@ -10,25 +10,7 @@ use reqwest::Method;
 use rollcall_client::{Client, Event, SyncRun};
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, TestApp, spawn_app_with};
-
-pub async fn fault(base_url: &str, spec: &str) {
-    let answer = reqwest::Client::new()
-        .post(format!("{base_url}/_sim/faults"))
-        .json(&json!({ "spec": spec }))
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "{spec}: {}", answer.status());
-}
-
-pub async fn clear_faults(base_url: &str) {
-    reqwest::Client::new()
-        .delete(format!("{base_url}/_sim/faults"))
-        .send()
-        .await
-        .unwrap();
-}
+use crate::helpers::{Options, TestApp, clear_faults, fault, spawn_app_with};
 
 /// Waits for a sync run to finish (succeeded or failed).
 pub async fn finished(client: &Client, id: &str) -> SyncRun {
@@ -88,14 +70,7 @@ async fn cached_users(app: &TestApp, account: &str) -> BTreeMap<String, Value> {
             if let Some(c) = &cursor {
                 query.push_str(&format!("&next_cursor={}", rollcall_client::encode(c)));
             }
-            let page: Value = app
-                .call(Method::GET, "users", account, &query)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page: Value = app.get_json("users", account, &query).await;
             for user in page["result"].as_array().unwrap() {
                 let id = user["id"].as_str().unwrap().to_owned();
                 assert!(users.insert(id, user.clone()).is_none(), "each user once");
@@ -117,14 +92,7 @@ async fn cached_memberships(app: &TestApp, account: &str) -> BTreeSet<(String, S
         if let Some(c) = &cursor {
             query.push_str(&format!("&next_cursor={}", rollcall_client::encode(c)));
         }
-        let page: Value = app
-            .call(Method::GET, "group-memberships", account, &query)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.get_json("group-memberships", account, &query).await;
         for m in page["result"].as_array().unwrap() {
             let pair = (
                 m["group_id"].as_str().unwrap().to_owned(),
@@ -141,13 +109,8 @@ async fn cached_memberships(app: &TestApp, account: &str) -> BTreeSet<(String, S
 
 async fn cached_group_ids(app: &TestApp, account: &str) -> BTreeSet<String> {
     let page: Value = app
-        .call(Method::GET, "groups", account, "source=cache&limit=1000")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("groups", account, "source=cache&limit=1000")
+        .await;
     page["result"]
         .as_array()
         .unwrap()
@@ -248,33 +211,19 @@ async fn a_metabase_sync_is_the_simulators_state_and_cached_reads_page_it() {
 
     // Cached users carry their groups; filters work on the snapshot.
     let (group, user) = vendor_memberships.iter().next().unwrap().clone();
-    let one: rollcall_client::User = app
-        .call(
-            Method::GET,
-            &format!("users/{user}"),
-            &account.id,
-            "source=cache",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: rollcall_client::User = serde_json::from_value(
+        app.get_json(&format!("users/{user}"), &account.id, "source=cache")
+            .await,
+    )
+    .unwrap();
     assert!(one.groups.unwrap().iter().any(|g| g.id == group));
     let in_group: Value = app
-        .call(
-            Method::GET,
+        .get_json(
             "users",
             &account.id,
             &format!("source=cache&status=active&group_id={group}&limit=1000"),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(
         in_group["result"]
             .as_array()
@@ -283,18 +232,8 @@ async fn a_metabase_sync_is_the_simulators_state_and_cached_reads_page_it() {
             .any(|u| u["id"] == user)
     );
     let admins: Value = app
-        .call(
-            Method::GET,
-            "users",
-            &account.id,
-            "source=cache&is_admin=true",
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("users", &account.id, "source=cache&is_admin=true")
+        .await;
     assert!(!admins["result"].as_array().unwrap().is_empty());
     assert!(
         admins["result"]
@@ -308,29 +247,18 @@ async fn a_metabase_sync_is_the_simulators_state_and_cached_reads_page_it() {
         .unwrap()
         .to_uppercase();
     let by_email: Value = app
-        .call(
-            Method::GET,
+        .get_json(
             "users",
             &account.id,
             &format!("source=cache&status=active&email={email}"),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(by_email["result_count"].as_u64().unwrap() <= 1);
 
     // A cursor from one cached query is refused by another.
     let first: Value = app
-        .call(Method::GET, "users", &account.id, "source=cache&limit=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("users", &account.id, "source=cache&limit=2")
+        .await;
     let cursor = first["next_cursor"].as_str().unwrap();
     let wrong = app
         .call(
