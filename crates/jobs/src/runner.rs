@@ -37,12 +37,30 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// How often finished jobs and deliveries are pruned, and how long each is kept.
+const PRUNE_EVERY_MS: i64 = 60 * 60 * 1000;
+const KEEP_JOBS_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+const KEEP_DELIVERIES_MS: i64 = 30 * 24 * 60 * 60 * 1000;
+
 async fn job_loop(inner: Arc<Inner>) {
     let permits = Arc::new(Semaphore::new(inner.settings.max_concurrent_jobs.max(1)));
     let mut running: Vec<JoinHandle<()>> = Vec::new();
+    let mut pruned_at = i64::MIN;
     loop {
         running.retain(|task| !task.is_finished());
         let now = inner.clock.now_millis();
+        if now.saturating_sub(pruned_at) >= PRUNE_EVERY_MS {
+            pruned_at = now;
+            match inner
+                .store
+                .prune_finished(now - KEEP_JOBS_MS, now - KEEP_DELIVERIES_MS)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "pruned finished jobs and deliveries"),
+                Err(e) => tracing::warn!(error = %e, "could not prune finished jobs"),
+            }
+        }
         if inner.settings.schedule_syncs
             && let Err(e) = sync::schedule_due(&inner, now).await
         {

@@ -663,6 +663,14 @@ pub async fn jobs_are_claimed_once_and_reclaimed_after_their_lease(store: &dyn S
         store.claim_job("n3", 4_000, 5_000).await.expect("claim"),
         None
     );
+    // Finished jobs are forgotten after their time; queued ones never.
+    assert_eq!(
+        store.prune_finished(2_000, 0).await.expect("prune"),
+        0,
+        "too recent"
+    );
+    assert_eq!(store.prune_finished(3_000, 0).await.expect("prune"), 1);
+    assert_eq!(store.job(&again.id).await.expect("job"), None);
     assert_eq!(
         store
             .claim_job("n3", 5_000, 6_000)
@@ -1181,6 +1189,19 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
     assert_eq!(
         (rows[0].status, rows[0].attempts, rows[0].last_status),
         (crate::DeliveryStatus::Succeeded, 2, Some(204))
+    );
+    assert_eq!(
+        store.prune_finished(0, 449).await.expect("prune"),
+        0,
+        "too recent"
+    );
+    assert_eq!(store.prune_finished(0, 451).await.expect("prune"), 1);
+    assert!(
+        store
+            .list_deliveries("wh_1", None, 10)
+            .await
+            .expect("deliveries")
+            .is_empty()
     );
     assert!(
         store

@@ -416,6 +416,25 @@ impl SyncStore for SqliteStore {
         .transpose()
     }
 
+    async fn prune_finished(
+        &self,
+        jobs_before: i64,
+        deliveries_before: i64,
+    ) -> Result<u64, StoreError> {
+        let jobs =
+            sqlx::query("DELETE FROM jobs WHERE status IN ('done', 'failed') AND updated_at < ?")
+                .bind(jobs_before)
+                .execute(self.pool())
+                .await?;
+        let deliveries = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE status IN ('succeeded', 'dead') AND updated_at < ?",
+        )
+        .bind(deliveries_before)
+        .execute(self.pool())
+        .await?;
+        Ok(jobs.rows_affected() + deliveries.rows_affected())
+    }
+
     async fn start_sync_run(&self, id: &str, attempts: i64, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE sync_runs SET status = 'running', phase = 'starting', attempts = ?, \

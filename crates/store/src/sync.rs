@@ -327,6 +327,14 @@ pub trait SyncStore: Send + Sync {
         now: i64,
     ) -> Result<bool, StoreError>;
     async fn job(&self, id: &str) -> Result<Option<JobRow>, StoreError>;
+    /// Forgets finished jobs that ended before `jobs_before`, and delivered
+    /// or dead webhook deliveries last touched before `deliveries_before`
+    /// (sync runs and events are history and stay). Rows removed.
+    async fn prune_finished(
+        &self,
+        jobs_before: i64,
+        deliveries_before: i64,
+    ) -> Result<u64, StoreError>;
 
     /// Marks a run started (its attempt number) and sets its phase.
     async fn start_sync_run(&self, id: &str, attempts: i64, now: i64) -> Result<(), StoreError>;
