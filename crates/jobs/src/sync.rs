@@ -26,6 +26,8 @@ use crate::{Inner, Jobs};
 pub const JOB_KIND: &str = "sync";
 /// Accounts the scheduler queues per tick at most.
 const SCHEDULE_BATCH: u32 = 100;
+/// How long a connector may go on reusing unchanged users' details.
+const FULL_READ_EVERY_MS: i64 = 24 * 60 * 60 * 1000;
 /// How often a running sync writes its progress for `GET /sync-runs/{id}`.
 const PROGRESS_EVERY: Duration = Duration::from_millis(300);
 
@@ -296,9 +298,19 @@ async fn perform(
     let previous = load_previous(inner, account).await.map_err(store_error)?;
     let loaded = inner.clock.now_millis();
     let directory = linked.directory();
-    // Only a connector that reuses per-user fields gets the previous users
-    // as unified objects; for the others that copy would be pure weight.
-    let known: KnownUsers = if directory.reuses_known_users() {
+    // A connector that skips unchanged users (Mode: email and name cost a
+    // call each) still re-reads them all once a day, since a member can
+    // change their email without the member list showing it.
+    let last_full = inner
+        .store
+        .last_full_read_at(account)
+        .await
+        .map_err(store_error)?;
+    let full_read_due = last_full.is_none_or(|at| started.saturating_sub(at) >= FULL_READ_EVERY_MS);
+    let reuse = directory.reuses_known_users() && !full_read_due;
+    // Only then are the previous users rebuilt as unified objects; for
+    // the others that copy would be pure weight.
+    let known: KnownUsers = if reuse {
         previous
             .users
             .values()
@@ -384,6 +396,7 @@ async fn perform(
         events: changes.events,
         counts_json: counts.to_string(),
         finished_at: now,
+        full_read: !reuse,
     };
     match inner.store.commit_sync(&commit).await {
         Ok(true) => {

@@ -828,6 +828,7 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
             .is_empty()
     );
     assert!(store.commit_sync(&commit).await.expect("commit"));
+    assert_eq!(store.last_full_read_at(&a.id).await.expect("full"), None);
     assert_eq!(store.snapshot_users(&a.id).await.expect("users").len(), 2);
     assert_eq!(
         store.snapshot_memberships(&a.id).await.expect("m"),
@@ -853,6 +854,8 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
     // Committing twice (a retried write) neither doubles rows nor events.
     let second = crate::SyncCommit {
         lease: None,
+        full_read: true,
+        finished_at: 600,
         ..commit.clone()
     };
     assert!(store.commit_sync(&second).await.expect("again"));
@@ -877,6 +880,11 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
         ..commit
     };
     assert!(store.commit_sync(&next).await.expect("next"));
+    // A later partial read keeps the time of the last full one.
+    assert_eq!(
+        store.last_full_read_at(&a.id).await.expect("full"),
+        Some(600)
+    );
     let users = store.snapshot_users(&a.id).await.expect("users");
     assert_eq!(
         users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(),

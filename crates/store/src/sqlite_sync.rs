@@ -297,6 +297,16 @@ impl SyncStore for SqliteStore {
         Ok(at.flatten())
     }
 
+    async fn last_full_read_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
+        let at: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT last_full_read_at FROM account_sync_state WHERE account_id = ?",
+        )
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(at.flatten())
+    }
+
     async fn due_accounts(&self, now: i64, limit: u32) -> Result<Vec<DueAccount>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.tenant_id, a.id, a.config_json FROM integrated_accounts a \
@@ -572,13 +582,16 @@ impl SyncStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO account_sync_state (account_id, last_run_id, last_success_at, next_sync_at) \
-             VALUES (?1, ?2, ?3, ?3) ON CONFLICT (account_id) DO UPDATE SET \
-             last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at",
+            "INSERT INTO account_sync_state \
+             (account_id, last_run_id, last_success_at, last_full_read_at, next_sync_at) \
+             VALUES (?1, ?2, ?3, ?4, ?3) ON CONFLICT (account_id) DO UPDATE SET \
+             last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at, \
+             last_full_read_at = COALESCE(excluded.last_full_read_at, last_full_read_at)",
         )
         .bind(account)
         .bind(&c.run_id)
         .bind(c.finished_at)
+        .bind(c.full_read.then_some(c.finished_at))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -194,6 +194,9 @@ pub struct SyncCommit {
     pub events: Vec<EventRow>,
     pub counts_json: String,
     pub finished_at: i64,
+    /// Every user's details were read afresh (none reused from the last
+    /// snapshot).
+    pub full_read: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +298,8 @@ pub trait SyncStore: Send + Sync {
     ) -> Result<Option<SyncRunRow>, StoreError>;
     /// When the account's snapshot was last replaced, if ever.
     async fn last_good_sync_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError>;
+    /// When a sync last read every user in full (see `SyncCommit::full_read`).
+    async fn last_full_read_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError>;
     /// Active accounts whose next sync is due (or never synced), with no
     /// sync queued or running.
     async fn due_accounts(&self, now: i64, limit: u32) -> Result<Vec<DueAccount>, StoreError>;

@@ -732,3 +732,29 @@ async fn the_cli_syncs_with_progress_and_a_summary() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stdout).contains("error"));
 }
+
+#[tokio::test]
+async fn a_mode_sync_rereads_every_member_once_a_day() {
+    let clock = rollcall_core::MockClock::new("2026-06-01T08:00:00Z".parse().unwrap());
+    let app = spawn_app_with(Options {
+        clock: Some(std::sync::Arc::new(clock.clone())),
+        ..quick_app()
+    })
+    .await;
+    let account = app
+        .acme
+        .create_account(&app.mode_link_body())
+        .await
+        .unwrap();
+    let details = |run: &SyncRun| run.counts.as_ref().unwrap()["user_details_fetched"].clone();
+    let first = sync(&app.acme, &account.id).await;
+    let members = first.counts.as_ref().unwrap()["users"].clone();
+    assert_eq!(details(&first), members);
+    clock.advance(jiff::SignedDuration::from_hours(1));
+    assert_eq!(details(&sync(&app.acme, &account.id).await), 0);
+    // A day after the last full read, every member's email and name are
+    // read again: Mode's member list would not show them changing.
+    clock.advance(jiff::SignedDuration::from_hours(24));
+    assert_eq!(details(&sync(&app.acme, &account.id).await), members);
+    assert_eq!(details(&sync(&app.acme, &account.id).await), 0);
+}

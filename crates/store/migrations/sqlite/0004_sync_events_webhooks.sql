@@ -41,12 +41,15 @@ CREATE TABLE sync_runs (
 ) STRICT;
 CREATE INDEX sync_runs_account ON sync_runs (account_id, created_at);
 
--- Per account: when it was last synced and when the scheduler syncs it next.
+-- Per account: when it was last synced, when every user was last read in
+-- full (connectors that skip unchanged users re-read them now and then), and
+-- when the scheduler syncs it next.
 CREATE TABLE account_sync_state (
-    account_id       TEXT PRIMARY KEY NOT NULL REFERENCES integrated_accounts(id) ON DELETE CASCADE,
-    last_run_id      TEXT,
-    last_success_at  INTEGER,
-    next_sync_at     INTEGER NOT NULL
+    account_id         TEXT PRIMARY KEY NOT NULL REFERENCES integrated_accounts(id) ON DELETE CASCADE,
+    last_run_id        TEXT,
+    last_success_at    INTEGER,
+    last_full_read_at  INTEGER,
+    next_sync_at       INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX account_sync_state_due ON account_sync_state (next_sync_at);
 
