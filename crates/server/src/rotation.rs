@@ -1,5 +1,5 @@
-//! `rollcall keys rotate-master`: re-seal every stored credential under a new
-//! master key while servers keep running.
+//! `rollcall keys rotate-master`: re-seal every stored credential (and
+//! webhook signing secret) under a new master key while servers keep running.
 //!
 //! With a key file (the default), rotation writes a new active key into the
 //! file first (running servers re-read it when they meet its id), re-seals
@@ -69,6 +69,23 @@ pub async fn rotate_master(
         match batch.last() {
             Some(last) if batch.len() == BATCH as usize => after = Some(last.account_id.clone()),
             _ => break,
+        }
+    }
+    // Webhook signing secrets are sealed under the same keys.
+    for webhook in store.all_webhooks().await? {
+        if webhook.secret_key_id == active.as_str() {
+            continue;
+        }
+        let aad = rollcall_jobs::webhooks::secret_aad(&webhook.tenant_id, &webhook.id);
+        let plain = vault.open(&webhook.secret_key_id, &webhook.secret_sealed, &aad)?;
+        let (key_id, sealed) = vault.seal(&plain, &aad)?;
+        if store
+            .reseal_webhook_secret(&webhook, key_id.as_str(), &sealed)
+            .await?
+        {
+            resealed += 1;
+        } else {
+            changed_concurrently += 1;
         }
     }
     let in_use = store.credential_key_ids().await?;

@@ -881,6 +881,37 @@ impl SyncStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn all_webhooks(&self) -> Result<Vec<WebhookRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY id"
+        )))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(webhook_from)
+        .collect()
+    }
+
+    async fn reseal_webhook_secret(
+        &self,
+        expected: &WebhookRow,
+        key_id: &str,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET secret_key_id = ?, secret_sealed = ? \
+             WHERE id = ? AND secret_key_id = ? AND secret_sealed = ?",
+        )
+        .bind(key_id)
+        .bind(sealed)
+        .bind(&expected.id)
+        .bind(&expected.secret_key_id)
+        .bind(&expected.secret_sealed)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn last_event_seq(&self) -> Result<i64, StoreError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
             .fetch_one(self.pool())

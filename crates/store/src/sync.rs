@@ -435,6 +435,16 @@ pub trait SyncStore: Send + Sync {
     async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<WebhookRow>, StoreError>;
     async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<WebhookRow>, StoreError>;
     async fn delete_webhook(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError>;
+    /// Every tenant's webhooks, for key rotation.
+    async fn all_webhooks(&self) -> Result<Vec<WebhookRow>, StoreError>;
+    /// Replaces a webhook's sealed secret only if it is still `expected`'s;
+    /// true if replaced.
+    async fn reseal_webhook_secret(
+        &self,
+        expected: &WebhookRow,
+        key_id: &str,
+        sealed: &[u8],
+    ) -> Result<bool, StoreError>;
     /// The newest event's seq (0 with none), where a new webhook starts.
     async fn last_event_seq(&self) -> Result<i64, StoreError>;
     /// Queues a delivery of every new event each webhook wants, moving its

@@ -22,13 +22,18 @@ async fn rotating_a_key_file_needs_no_restart_and_retires_the_old_key() {
         .create_account(&app.metabase_password_body())
         .await
         .unwrap();
+    let hook = app
+        .acme
+        .create_webhook("https://hooks.example.com/x", &["*"])
+        .await
+        .unwrap();
     let old_ids = vault_on(&app.key_file).keyring().ids();
     assert_eq!(old_ids.len(), 1);
 
     // The CLI runs in another process, with its own view of the key file.
     let cli_vault = vault_on(&app.key_file);
     let report = rotate_master(app.store.as_ref(), &cli_vault).await.unwrap();
-    assert_eq!(report.resealed, 2);
+    assert_eq!(report.resealed, 3, "two credentials and a webhook secret");
     assert_eq!(report.retired, old_ids);
     assert!(report.still_in_use.is_empty());
     let file_ids = vault_on(&app.key_file).keyring().ids();
@@ -70,6 +75,23 @@ async fn rotating_a_key_file_needs_no_restart_and_retires_the_old_key() {
             .unwrap();
         linked.verify().await.unwrap();
     }
+    // The webhook's secret is the same one, now sealed under the new key.
+    let stored = app
+        .store
+        .webhook(&tenant.id, &hook.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.secret_key_id, report.active.as_str());
+    let opened = fresh
+        .vault
+        .open(
+            &stored.secret_key_id,
+            &stored.secret_sealed,
+            &rollcall_jobs::webhooks::secret_aad(&tenant.id, &hook.id),
+        )
+        .unwrap();
+    assert_eq!(opened.as_slice(), hook.secret.unwrap().as_bytes());
 }
 
 #[tokio::test]
