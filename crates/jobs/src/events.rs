@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 /// One change, as `GET /events` and webhook deliveries carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
-    /// Stable: the same change always has the same id (de-duplicate on it).
+    /// Stable: an event keeps its id wherever it is read or delivered, so
+    /// receivers de-duplicate on it.
     pub id: String,
     /// e.g. `user.created`, `group_membership.removed`, `sync_run.completed`.
     #[serde(rename = "type")]

@@ -68,11 +68,15 @@ async fn job_loop(inner: Arc<Inner>) {
         }
         while let Ok(permit) = permits.clone().try_acquire_owned() {
             let lease_until = now.saturating_add(millis(inner.settings.lease));
-            match inner.store.claim_job(&inner.node, now, lease_until).await {
+            // Each claim its own owner: a job this very process took up
+            // before (and whose lease ran out while it stalled) is then a
+            // different lease, and the stale run cannot commit.
+            let owner = format!("{}:{}", inner.node, uuid::Uuid::new_v4().simple());
+            match inner.store.claim_job(&owner, now, lease_until).await {
                 Ok(Some(job)) => {
                     let inner = inner.clone();
                     running.push(tokio::spawn(async move {
-                        run_job(&inner, job).await;
+                        run_job(&inner, job, owner).await;
                         drop(permit);
                     }));
                 }
@@ -90,10 +94,10 @@ async fn job_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn run_job(inner: &Arc<Inner>, job: JobRow) {
+async fn run_job(inner: &Arc<Inner>, job: JobRow, owner: String) {
     let lease = Lease {
         job_id: job.id.clone(),
-        owner: inner.node.clone(),
+        owner,
     };
     tracing::debug!(job = %job.id, kind = %job.kind, attempt = job.attempts, "job claimed");
     match job.kind.as_str() {
@@ -142,6 +146,9 @@ pub(crate) async fn with_lease<T>(
         }
     };
     tokio::select! {
+        // Finished work wins over a renewal that would find the job ended
+        // (by that very work's commit).
+        biased;
         out = work => Ok(out),
         () = renew => Err(LeaseLost),
     }

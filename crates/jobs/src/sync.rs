@@ -229,7 +229,9 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) {
     }
     let work = perform(inner, lease, &tenant, &account, &run_id);
     match with_lease(inner, lease, work).await {
-        Ok(Ok(())) => {}
+        // What follows a commit runs outside the lease: the job is done.
+        Ok(Ok(Some(committed))) => after_commit(inner, &run_id, committed).await,
+        Ok(Ok(None)) => {}
         Ok(Err(message)) => fail(inner, Some(lease), &tenant, &account, &run_id, &message).await,
         Err(_) => {
             tracing::warn!(sync_run = %run_id, "lease lost mid-sync; another worker has it");
@@ -281,13 +283,15 @@ fn describe(error: &DirectoryError) -> String {
     }
 }
 
+/// Reads, diffs and commits; `Some` once the result is stored, `None` if
+/// the lease was lost before the commit (nothing written).
 async fn perform(
     inner: &Inner,
     lease: &Lease,
     tenant: &TenantId,
     account: &AccountId,
     run_id: &str,
-) -> Result<(), String> {
+) -> Result<Option<Committed>, String> {
     let started = inner.clock.now_millis();
     let (row, linked) = inner
         .opener
@@ -399,23 +403,36 @@ async fn perform(
         full_read: !reuse,
     };
     match inner.store.commit_sync(&commit).await {
-        Ok(true) => {
-            let finished = inner.clock.now_millis();
-            if let Err(e) = inner.store.stamp_sync_finished(run_id, finished).await {
-                tracing::warn!(sync_run = %run_id, error = %e, "could not record when the sync ended");
-            }
-            let commit_ms = finished.saturating_sub(diffed);
-            tracing::info!(sync_run = %run_id, account = %account, %counts, commit_ms, "sync completed");
-            inner.wake_deliveries.notify_one();
-            inner.opener.vendor_verdict(&row, true, None).await;
-            Ok(())
-        }
+        Ok(true) => Ok(Some(Committed {
+            row,
+            counts,
+            diffed,
+        })),
         Ok(false) => {
             tracing::warn!(sync_run = %run_id, "lease lost before commit; nothing written");
-            Ok(())
+            Ok(None)
         }
         Err(e) => Err(store_error(e)),
     }
+}
+
+/// A sync whose result is stored.
+struct Committed {
+    row: rollcall_store::AccountRow,
+    counts: Value,
+    /// When the diff ended (the commit's start).
+    diffed: i64,
+}
+
+async fn after_commit(inner: &Inner, run_id: &str, c: Committed) {
+    let finished = inner.clock.now_millis();
+    if let Err(e) = inner.store.stamp_sync_finished(run_id, finished).await {
+        tracing::warn!(sync_run = %run_id, error = %e, "could not record when the sync ended");
+    }
+    let commit_ms = finished.saturating_sub(c.diffed);
+    tracing::info!(sync_run = %run_id, account = %c.row.id, counts = %c.counts, commit_ms, "sync completed");
+    inner.wake_deliveries.notify_one();
+    inner.opener.vendor_verdict(&c.row, true, None).await;
 }
 
 async fn load_previous(inner: &Inner, account: &AccountId) -> Result<Previous, StoreError> {

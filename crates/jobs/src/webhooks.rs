@@ -24,8 +24,6 @@ pub const SIGNATURE_HEADER: &str = "x-rollcall-signature";
 const QUEUE_BATCH: u32 = 500;
 /// Deliveries claimed per pass.
 const CLAIM_BATCH: u32 = 64;
-/// Longest a receiver's error body is kept for `GET .../deliveries`.
-const ERROR_BODY_CHARS: usize = 200;
 
 /// A new signing secret: `whsec_` and 32 random bytes, base64url.
 pub fn generate_secret() -> Result<String, getrandom::Error> {
@@ -162,13 +160,10 @@ pub(crate) async fn delivery_loop(inner: Arc<Inner>) {
             let lease_ms = i64::try_from(inner.settings.webhook_timeout.as_millis())
                 .unwrap_or(i64::MAX)
                 .saturating_mul(3);
+            let leased_until = now.saturating_add(lease_ms);
             match inner
                 .store
-                .claim_deliveries(
-                    now,
-                    now.saturating_add(lease_ms),
-                    available.min(CLAIM_BATCH),
-                )
+                .claim_deliveries(now, leased_until, available.min(CLAIM_BATCH))
                 .await
             {
                 Ok(due) => {
@@ -178,7 +173,7 @@ pub(crate) async fn delivery_loop(inner: Arc<Inner>) {
                         };
                         let inner = inner.clone();
                         tokio::spawn(async move {
-                            deliver(&inner, delivery).await;
+                            deliver(&inner, delivery, leased_until).await;
                             drop(permit);
                         });
                     }
@@ -193,7 +188,7 @@ pub(crate) async fn delivery_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn deliver(inner: &Inner, due: DueDelivery) {
+async fn deliver(inner: &Inner, due: DueDelivery, leased_until: i64) {
     let outcome = attempt(inner, &due).await;
     let now = inner.clock.now_millis();
     let outcome = match outcome {
@@ -224,12 +219,19 @@ async fn deliver(inner: &Inner, due: DueDelivery) {
             }
         }
     };
-    if let Err(e) = inner
+    match inner
         .store
-        .finish_delivery(&due.delivery.id, &outcome, now)
+        .finish_delivery(&due.delivery.id, leased_until, &outcome, now)
         .await
     {
-        tracing::warn!(delivery = %due.delivery.id, error = %e, "could not record the delivery");
+        Ok(true) => {}
+        Ok(false) => tracing::info!(
+            delivery = %due.delivery.id,
+            "the attempt outlived its lease; its result is not recorded"
+        ),
+        Err(e) => {
+            tracing::warn!(delivery = %due.delivery.id, error = %e, "could not record the delivery")
+        }
     }
 }
 
@@ -265,7 +267,8 @@ async fn attempt(inner: &Inner, due: &DueDelivery) -> Result<i64, (Option<i64>, 
             } else if e.is_connect() {
                 "could not connect to the receiver".to_owned()
             } else {
-                format!("the request failed: {e}")
+                // The URL may carry a token (Slack-style paths): never shown.
+                format!("the request failed: {}", e.without_url())
             };
             (None, why)
         })?;
@@ -273,9 +276,9 @@ async fn attempt(inner: &Inner, due: &DueDelivery) -> Result<i64, (Option<i64>, 
     if answer.status().is_success() {
         return Ok(status);
     }
-    let text = answer.text().await.unwrap_or_default();
-    let snippet: String = text.chars().take(ERROR_BODY_CHARS).collect();
-    Err((Some(status), format!("HTTP {status}: {snippet}")))
+    // Only the status is kept: a receiver's body is not Rollcall's to show
+    // (and would let a subscription read back whatever answers at its URL).
+    Err((Some(status), format!("the receiver answered HTTP {status}")))
 }
 
 #[cfg(test)]

@@ -338,6 +338,9 @@ pub(crate) async fn record_vendor_verdict(
             "integrated_account.reactivated",
         )
     } else {
+        if row.status != AccountStatus::Active {
+            return;
+        }
         (
             AccountStatus::NeedsReauth,
             detail,
@@ -346,7 +349,14 @@ pub(crate) async fn record_vendor_verdict(
     };
     let now = clock.now_millis();
     match store
-        .set_account_status(&row.tenant_id, &row.id, status, detail.as_deref(), now)
+        .set_account_status(
+            &row.tenant_id,
+            &row.id,
+            row.status,
+            status,
+            detail.as_deref(),
+            now,
+        )
         .await
     {
         Ok(true) => {

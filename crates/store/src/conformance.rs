@@ -232,6 +232,7 @@ pub async fn account_updates_and_status_changes(store: &dyn Store) {
         .set_account_status(
             &a,
             &row.id,
+            AccountStatus::Active,
             AccountStatus::NeedsReauth,
             Some("Unauthenticated"),
             30,
@@ -243,13 +244,26 @@ pub async fn account_updates_and_status_changes(store: &dyn Store) {
         .set_account_status(
             &a,
             &row.id,
+            AccountStatus::Active,
             AccountStatus::NeedsReauth,
             Some("Unauthenticated"),
             31,
         )
         .await
         .expect("status");
-    assert!(!again, "an unchanged status is not a change");
+    assert!(!again, "no longer active: a stale verdict changes nothing");
+    let disabled_meanwhile = store
+        .set_account_status(
+            &a,
+            &row.id,
+            AccountStatus::Disabled,
+            AccountStatus::Active,
+            None,
+            32,
+        )
+        .await
+        .expect("status");
+    assert!(!disabled_meanwhile, "only from the status it was read with");
     let now = store.account(&a, &row.id).await.expect("get").expect("row");
     assert_eq!(
         (now.status, now.status_detail.as_deref(), now.updated_at),
@@ -1171,10 +1185,19 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
         error: "HTTP 500".into(),
         retry_at: Some(400),
     };
-    store
-        .finish_delivery(&id, &retry, 300)
-        .await
-        .expect("finish");
+    assert!(
+        !store
+            .finish_delivery(&id, 999, &retry, 300)
+            .await
+            .expect("finish"),
+        "not the claim that holds it"
+    );
+    assert!(
+        store
+            .finish_delivery(&id, 1_200, &retry, 300)
+            .await
+            .expect("finish")
+    );
     assert!(
         store
             .claim_deliveries(350, 1_350, 10)
@@ -1185,10 +1208,20 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
     );
     let again = store.claim_deliveries(400, 1_400, 10).await.expect("claim");
     assert_eq!(again.len(), 1);
-    store
-        .finish_delivery(&id, &crate::DeliveryOutcome::Succeeded { status: 204 }, 450)
-        .await
-        .expect("finish");
+    let ok = crate::DeliveryOutcome::Succeeded { status: 204 };
+    assert!(
+        store
+            .finish_delivery(&id, 1_400, &ok, 450)
+            .await
+            .expect("finish")
+    );
+    // A late answer to the first attempt changes nothing now.
+    assert!(
+        !store
+            .finish_delivery(&id, 1_200, &retry, 460)
+            .await
+            .expect("late")
+    );
     let rows = store
         .list_deliveries("wh_1", None, 10)
         .await

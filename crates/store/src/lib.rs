@@ -93,11 +93,14 @@ pub trait Store: SyncStore + Send + Sync + std::fmt::Debug + 'static {
         account: &AccountRow,
         expected_updated_at: i64,
     ) -> Result<bool, StoreError>;
-    /// Sets the status only if it differs; true if it changed.
+    /// Moves the status from `from` to `status`, only if it is still
+    /// `from` (a concurrent change, such as the owner disabling the account,
+    /// wins); true if it changed.
     async fn set_account_status(
         &self,
         tenant: &TenantId,
         id: &AccountId,
+        from: AccountStatus,
         status: AccountStatus,
         detail: Option<&str>,
         now: i64,

@@ -327,19 +327,21 @@ impl Store for SqliteStore {
         &self,
         tenant: &TenantId,
         id: &AccountId,
+        from: AccountStatus,
         status: AccountStatus,
         detail: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE integrated_accounts SET status = ?, status_detail = ?, updated_at = ? \
-             WHERE tenant_id = ? AND id = ? AND status <> ?",
+             WHERE tenant_id = ? AND id = ? AND status = ? AND status <> ?",
         )
         .bind(status.as_str())
         .bind(detail)
         .bind(now)
         .bind(tenant.as_str())
         .bind(id.as_str())
+        .bind(from.as_str())
         .bind(status.as_str())
         .execute(&self.pool)
         .await?;

@@ -613,10 +613,12 @@ impl SyncStore for SqliteStore {
         type Packed = (String, Option<String>, String, i64, String);
         let rows: Vec<Packed> = packed_chunks(
             self,
-            "SELECT json_group_array(json_array(user_id, email, status, is_admin, data_json)), \
-             max(user_id) FROM (SELECT user_id, email, status, is_admin, data_json \
+            "SELECT json_group_array(json_array(user_id, email, status, is_admin, data_json)) \
+             FROM (SELECT user_id, email, status, is_admin, data_json \
              FROM dir_users WHERE account_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
             account,
+            String::new(),
+            |row: &Packed| row.0.clone(),
         )
         .await?;
         Ok(rows
@@ -652,15 +654,17 @@ impl SyncStore for SqliteStore {
         &self,
         account: &AccountId,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        // Keyset on the pair, packed into one text so `packed_chunks` can
-        // page on it like any key.
+        // Keyset on the pair (`?2` is `["group","user"]`), which the primary
+        // key's range answers.
         let rows: Vec<(String, String)> = packed_chunks(
             self,
-            "SELECT json_group_array(json_array(group_id, user_id)), \
-             max(group_id || char(31) || user_id) FROM (SELECT group_id, user_id \
-             FROM dir_memberships WHERE account_id = ?1 \
-             AND group_id || char(31) || user_id > ?2 ORDER BY group_id, user_id LIMIT ?3)",
+            "SELECT json_group_array(json_array(group_id, user_id)) \
+             FROM (SELECT group_id, user_id FROM dir_memberships WHERE account_id = ?1 \
+             AND (group_id, user_id) > (?2 ->> 0, ?2 ->> 1) \
+             ORDER BY group_id, user_id LIMIT ?3)",
             account,
+            r#"["",""]"#.to_owned(),
+            |pair: &(String, String)| serde_json::to_string(pair).unwrap_or_default(),
         )
         .await?;
         Ok(rows)
@@ -749,10 +753,10 @@ impl SyncStore for SqliteStore {
     ) -> Result<Vec<CachedGroupRow>, StoreError> {
         sqlx::query(
             "SELECT group_id, name, data_json FROM dir_groups \
-             WHERE account_id = ?1 AND (?2 IS NULL OR group_id > ?2) ORDER BY group_id LIMIT ?3",
+             WHERE account_id = ?1 AND group_id > ?2 ORDER BY group_id LIMIT ?3",
         )
         .bind(account.as_str())
-        .bind(after)
+        .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?
@@ -1035,19 +1039,21 @@ impl SyncStore for SqliteStore {
     async fn finish_delivery(
         &self,
         id: &str,
+        leased_until: i64,
         outcome: &DeliveryOutcome,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let query = match outcome {
             DeliveryOutcome::Succeeded { status } => sqlx::query(
                 "UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, \
                  last_status = ?, last_error = NULL, lease_until = NULL, updated_at = ?, \
-                 delivered_at = ? WHERE id = ?",
+                 delivered_at = ? WHERE id = ? AND status = 'pending' AND lease_until = ?",
             )
             .bind(*status)
             .bind(now)
             .bind(now)
-            .bind(id),
+            .bind(id)
+            .bind(leased_until),
             DeliveryOutcome::Failed {
                 status,
                 error,
@@ -1055,7 +1061,8 @@ impl SyncStore for SqliteStore {
             } => sqlx::query(
                 "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, \
                  last_status = ?, last_error = ?, lease_until = NULL, \
-                 next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? WHERE id = ?",
+                 next_attempt_at = COALESCE(?, next_attempt_at), updated_at = ? \
+                 WHERE id = ? AND status = 'pending' AND lease_until = ?",
             )
             .bind(if retry_at.is_some() {
                 "pending"
@@ -1066,10 +1073,11 @@ impl SyncStore for SqliteStore {
             .bind(error)
             .bind(*retry_at)
             .bind(now)
-            .bind(id),
+            .bind(id)
+            .bind(leased_until),
         };
-        query.execute(self.pool()).await?;
-        Ok(())
+        let done = query.execute(self.pool()).await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn list_deliveries(
@@ -1080,10 +1088,11 @@ impl SyncStore for SqliteStore {
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
-             WHERE webhook_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+             WHERE webhook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
         )))
         .bind(webhook_id)
-        .bind(before)
+        // Every delivery id (`dlv_` and hex) sorts below "~".
+        .bind(before.unwrap_or("~"))
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?
@@ -1153,33 +1162,46 @@ fn cached_memberships_sql(by_group: bool, by_user: bool) -> &'static str {
 const PACKED_ROWS: i64 = 20_000;
 
 /// Reads a large result as a few JSON arrays (`sql` packs up to `?3` rows
-/// after key `?2` with `json_group_array` and returns the last key):
-/// fetching rows one by one costs more in the driver than SQLite spends
-/// finding them.
+/// whose key is past `?2` with `json_group_array`): fetching rows one by one
+/// costs more in the driver than SQLite spends finding them. `first` is the
+/// key before every row, `key_of` a row's key (text, or a JSON pair).
 async fn packed_chunks<T: serde::de::DeserializeOwned>(
     store: &SqliteStore,
     sql: &'static str,
     account: &AccountId,
+    first: String,
+    key_of: impl Fn(&T) -> String,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    let mut after = String::new();
+    let mut after = first;
     loop {
-        let (packed, last): (String, Option<String>) = sqlx::query_as(sql)
+        let packed: String = sqlx::query_scalar(sql)
             .bind(account.as_str())
             .bind(&after)
             .bind(PACKED_ROWS)
             .fetch_one(store.pool())
             .await?;
-        let Some(last) = last else {
-            return Ok(out);
-        };
         let chunk: Vec<T> = serde_json::from_str(&packed).map_err(corrupt)?;
         let full = i64::try_from(chunk.len()).unwrap_or(0) >= PACKED_ROWS;
+        // An aggregate promises no order: the next key is the largest seen.
+        let last = chunk.iter().map(&key_of).max_by(|a, b| compare_keys(a, b));
         out.extend(chunk);
-        if !full {
-            return Ok(out);
+        match last {
+            Some(last) if full => after = last,
+            _ => return Ok(out),
         }
-        after = last;
+    }
+}
+
+/// Orders keys as SQLite does: plain text, or JSON `[group, user]` pairs
+/// compared element by element.
+fn compare_keys(a: &str, b: &str) -> std::cmp::Ordering {
+    match (
+        serde_json::from_str::<(String, String)>(a),
+        serde_json::from_str::<(String, String)>(b),
+    ) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
     }
 }
 
@@ -1207,7 +1229,7 @@ const DELETE_MEMBERSHIPS: &str = "DELETE FROM dir_memberships WHERE account_id =
 const INSERT_MEMBERSHIPS: &str = "INSERT INTO dir_memberships (account_id, group_id, user_id) \
      SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
 const INSERT_ROLES: &str = "INSERT INTO dir_roles (account_id, role_id, data_json) \
-     SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2)";
+     SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
 const INSERT_EVENTS: &str = "INSERT INTO events \
      (id, tenant_id, account_id, type, occurred_at, data_json) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \

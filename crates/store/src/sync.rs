@@ -458,12 +458,17 @@ pub trait SyncStore: Send + Sync {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records an attempt's end, only if the delivery is still pending
+    /// under the claim that made it (`leased_until`, as claimed): a late
+    /// answer to an attempt whose lease ran out changes nothing. True if
+    /// recorded.
     async fn finish_delivery(
         &self,
         id: &str,
+        leased_until: i64,
         outcome: &DeliveryOutcome,
         now: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// A webhook's deliveries, newest first, older than `before`.
     async fn list_deliveries(
         &self,
