@@ -52,6 +52,10 @@ pub struct JobSettings {
     pub webhook_timeout: Duration,
     /// Deliveries in flight at once.
     pub webhook_concurrency: usize,
+    /// Whether webhooks may be delivered to loopback, private and
+    /// link-local addresses (off: a subscription cannot reach the internal
+    /// network Rollcall runs in).
+    pub webhook_allow_private_networks: bool,
 }
 
 impl Default for JobSettings {
@@ -68,6 +72,7 @@ impl Default for JobSettings {
             webhook_backoff_max: Duration::from_secs(3600),
             webhook_timeout: Duration::from_secs(10),
             webhook_concurrency: 8,
+            webhook_allow_private_networks: false,
         }
     }
 }
@@ -128,11 +133,16 @@ impl Jobs {
         vault: Arc<Vault>,
         settings: JobSettings,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(settings.webhook_timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Rollcall-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("Rollcall-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !settings.webhook_allow_private_networks {
+            // Names resolve to public addresses only, checked at connection
+            // time (so a name cannot be re-pointed after it was checked).
+            http = http.dns_resolver(Arc::new(webhooks::PublicOnly));
+        }
+        let http = http.build()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,

@@ -6,6 +6,7 @@
 //! HMAC-SHA256 keyed with the webhook's secret (the whole `whsec_...` text,
 //! as shown once at creation) over `"<t>.<raw body>"`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,6 +128,66 @@ pub fn parse_url(text: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// Whether an address is on the public internet (not loopback, private,
+/// link-local, carrier-grade NAT, unique-local, multicast or unspecified).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
+/// A URL whose host is an address literal on a private network (names are
+/// checked when they are resolved, by [`PublicOnly`]).
+pub fn private_literal(url: &reqwest::Url) -> Option<IpAddr> {
+    let host = url.host_str()?;
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = literal.parse().ok()?;
+    (!is_public(ip)).then_some(ip)
+}
+
+/// Resolves names for deliveries, keeping only public addresses.
+pub struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                let refused: Box<dyn std::error::Error + Send + Sync> =
+                    format!("`{host}` resolves to no public address").into();
+                return Err(refused);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// The delay before attempt `attempts + 1`: base × 2^(attempts-1), capped,
 /// with up to a quarter taken off at random so retries do not march in step.
 pub fn backoff(base: Duration, max: Duration, attempts: i64, jitter: f64) -> Duration {
@@ -246,6 +307,14 @@ async fn attempt(inner: &Inner, due: &DueDelivery) -> Result<i64, (Option<i64>, 
             &secret_aad(&hook.tenant_id, &hook.id),
         )
         .map_err(|e| (None, format!("the signing secret cannot be opened: {e}")))?;
+    if !inner.settings.webhook_allow_private_networks
+        && let Some(ip) = reqwest::Url::parse(&hook.url)
+            .ok()
+            .as_ref()
+            .and_then(private_literal)
+    {
+        return Err((None, format!("{ip} is on a private network")));
+    }
     let body = serde_json::to_vec(&Event::from_row(&due.event))
         .map_err(|e| (None, format!("the event cannot be encoded: {e}")))?;
     let timestamp = inner.clock.now().as_second();
@@ -322,6 +391,36 @@ mod tests {
         assert_eq!(backoff(base, max, 3, 0.0), Duration::from_secs(40));
         assert_eq!(backoff(base, max, 9, 0.0), Duration::from_secs(60));
         assert_eq!(backoff(base, max, 1, 1.0), Duration::from_millis(7_500));
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "93.184.216.34",
+            "2606:2800:220:1::1",
+            "::ffff:93.184.216.34",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(private_literal(&url("http://127.0.0.1:9/x")).is_some());
+        assert!(private_literal(&url("http://[::1]/x")).is_some());
+        assert!(private_literal(&url("https://hooks.example.com/x")).is_none());
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub fn job_settings(settings: &Settings) -> JobSettings {
         webhook_max_attempts: settings.webhook_max_attempts.max(1),
         webhook_backoff_base: Duration::from_millis(settings.webhook_retry_base_ms.max(1)),
         webhook_timeout: Duration::from_secs(settings.webhook_timeout_secs.max(1)),
+        webhook_allow_private_networks: settings.webhook_allow_private_networks,
         ..JobSettings::default()
     }
 }

@@ -71,6 +71,10 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// Longest a webhook receiver may take to answer.
     pub webhook_timeout_secs: u64,
+    /// Whether webhooks may target loopback, private and link-local
+    /// addresses (off by default: a subscription must not reach the network
+    /// Rollcall runs in; turn on for receivers on the same host or LAN).
+    pub webhook_allow_private_networks: bool,
 }
 
 impl Settings {
@@ -104,6 +108,7 @@ impl Default for Settings {
             webhook_max_attempts: 10,
             webhook_retry_base_ms: 10_000,
             webhook_timeout_secs: 10,
+            webhook_allow_private_networks: false,
         }
     }
 }
@@ -130,6 +135,7 @@ struct FileSettings {
     webhook_max_attempts: Option<i64>,
     webhook_retry_base_ms: Option<u64>,
     webhook_timeout_secs: Option<u64>,
+    webhook_allow_private_networks: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +178,7 @@ const KNOWN_ENV: &[&str] = &[
     "ROLLCALL_WEBHOOK_MAX_ATTEMPTS",
     "ROLLCALL_WEBHOOK_RETRY_BASE_MS",
     "ROLLCALL_WEBHOOK_TIMEOUT_SECS",
+    "ROLLCALL_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
     // Read by the client commands (users, groups, members), not the server.
     "ROLLCALL_URL",
     "ROLLCALL_API_KEY",
@@ -276,6 +283,9 @@ impl Settings {
         if let Some(v) = file.webhook_timeout_secs {
             self.webhook_timeout_secs = v;
         }
+        if let Some(v) = file.webhook_allow_private_networks {
+            self.webhook_allow_private_networks = v;
+        }
         Ok(())
     }
 
@@ -330,6 +340,9 @@ impl Settings {
                     self.webhook_retry_base_ms = number(name, value)?
                 }
                 "ROLLCALL_WEBHOOK_TIMEOUT_SECS" => self.webhook_timeout_secs = number(name, value)?,
+                "ROLLCALL_WEBHOOK_ALLOW_PRIVATE_NETWORKS" => {
+                    self.webhook_allow_private_networks = boolean(name, value)?
+                }
                 _ => {
                     return Err(ConfigError::UnknownEnv {
                         name: name.clone(),

@@ -122,6 +122,14 @@ async fn create(
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<Response, ApiError> {
     let url = parse_url(body.url.trim()).map_err(ApiError::invalid_request)?;
+    if !state.settings.webhook_allow_private_networks
+        && let Some(ip) = rollcall_jobs::webhooks::private_literal(&url)
+    {
+        return Err(ApiError::invalid_request(format!(
+            "{ip} is on a private network; webhooks go to public addresses \
+             (webhook_allow_private_networks allows others)"
+        )));
+    }
     let events = parse_events(body.events)?;
     if state.store.list_webhooks(&caller.tenant_id).await?.len() >= MAX_WEBHOOKS_PER_TENANT {
         return Err(ApiError::new(

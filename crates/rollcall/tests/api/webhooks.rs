@@ -113,6 +113,8 @@ fn fast_retries(max_attempts: i64) -> Options {
         settings: Some(Settings {
             webhook_retry_base_ms: 20,
             webhook_max_attempts: max_attempts,
+            // The test receivers listen on loopback.
+            webhook_allow_private_networks: true,
             ..Settings::default()
         }),
         ..Options::default()
@@ -414,5 +416,52 @@ async fn a_receiver_that_hangs_does_not_hold_up_syncs() {
         started.elapsed() < Duration::from_secs(8),
         "syncs waited on the receiver: {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn webhooks_cannot_reach_private_networks_by_default() {
+    let app = spawn_app_with(Options {
+        mode_unlimited: true,
+        settings: Some(Settings {
+            webhook_retry_base_ms: 20,
+            webhook_max_attempts: 1,
+            ..Settings::default()
+        }),
+        ..Options::default()
+    })
+    .await;
+    let account = linked_metabase(&app).await;
+    let (receiver, addr) = start_receiver(0).await;
+    // An address literal is refused at once.
+    let refused = app
+        .acme
+        .create_webhook(&format!("http://{addr}/hook"), &["*"])
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(400));
+    assert!(refused.to_string().contains("private network"), "{refused}");
+    // A name that resolves to loopback is refused when it is resolved.
+    let hook = app
+        .acme
+        .create_webhook(&format!("http://localhost:{}/hook", addr.port()), &["*"])
+        .await
+        .unwrap();
+    assert_eq!(sync(&app.acme, &account).await.status, "succeeded");
+    let client = app.acme.clone();
+    let mut dead = None;
+    for _ in 0..200 {
+        let deliveries = client.deliveries(&hook.id).await.unwrap().result;
+        if let Some(d) = deliveries.into_iter().find(|d| d.status == "dead") {
+            dead = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dead = dead.expect("the delivery was given up");
+    assert_eq!(dead.last_status, None, "nothing answered");
+    assert!(
+        receiver.seen.lock().unwrap().is_empty(),
+        "the receiver was never reached"
     );
 }
