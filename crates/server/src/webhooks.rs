@@ -50,7 +50,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "access_grant.revoked",
 ];
 
-const MAX_WEBHOOKS_PER_TENANT: usize = 50;
+const MAX_WEBHOOKS_PER_TENANT: u32 = 50;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
@@ -131,12 +131,6 @@ async fn create(
         )));
     }
     let events = parse_events(body.events)?;
-    if state.store.list_webhooks(&caller.tenant_id).await?.len() >= MAX_WEBHOOKS_PER_TENANT {
-        return Err(ApiError::new(
-            rollcall_core::ErrorCode::Conflict,
-            format!("a tenant may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks"),
-        ));
-    }
     let id = format!("wh_{}", uuid::Uuid::now_v7().simple());
     let secret = generate_secret().map_err(ApiError::internal)?;
     let (key_id, sealed) = state
@@ -154,7 +148,16 @@ async fn create(
         last_event_seq: state.store.last_event_seq().await?,
         created_at: state.clock.now_millis(),
     };
-    state.store.insert_webhook(&row).await?;
+    if !state
+        .store
+        .insert_webhook(&row, MAX_WEBHOOKS_PER_TENANT)
+        .await?
+    {
+        return Err(ApiError::new(
+            rollcall_core::ErrorCode::Conflict,
+            format!("a tenant may have at most {MAX_WEBHOOKS_PER_TENANT} webhooks"),
+        ));
+    }
     audit::record(
         &state,
         AuditEntry {

@@ -1142,7 +1142,15 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
         last_event_seq: store.last_event_seq().await.expect("seq"),
         created_at: 100,
     };
-    store.insert_webhook(&hook).await.expect("insert");
+    assert!(store.insert_webhook(&hook, 1).await.expect("insert"));
+    let second = crate::WebhookRow {
+        id: "wh_2".into(),
+        ..hook.clone()
+    };
+    assert!(
+        !store.insert_webhook(&second, 1).await.expect("capped"),
+        "the tenant's cap"
+    );
     assert_eq!(
         store.webhook(&t2, "wh_1").await.expect("get"),
         None,

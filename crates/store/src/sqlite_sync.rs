@@ -834,9 +834,15 @@ impl SyncStore for SqliteStore {
         .collect()
     }
 
-    async fn insert_webhook(&self, w: &WebhookRow) -> Result<(), StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    async fn insert_webhook(
+        &self,
+        w: &WebhookRow,
+        max_per_tenant: u32,
+    ) -> Result<bool, StoreError> {
+        // One statement, so two concurrent creates cannot both pass the cap.
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+             WHERE (SELECT count(*) FROM webhooks WHERE tenant_id = ?2) < ?9"
         )))
         .bind(&w.id)
         .bind(w.tenant_id.as_str())
@@ -846,9 +852,10 @@ impl SyncStore for SqliteStore {
         .bind(&w.secret_sealed)
         .bind(w.last_event_seq)
         .bind(w.created_at)
+        .bind(i64::from(max_per_tenant))
         .execute(self.pool())
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<WebhookRow>, StoreError> {

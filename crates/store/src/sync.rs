@@ -431,7 +431,13 @@ pub trait SyncStore: Send + Sync {
 
     // ---- webhooks ----
 
-    async fn insert_webhook(&self, webhook: &WebhookRow) -> Result<(), StoreError>;
+    /// Adds a webhook unless its tenant already has `max_per_tenant`
+    /// (checked in the same statement); true if added.
+    async fn insert_webhook(
+        &self,
+        webhook: &WebhookRow,
+        max_per_tenant: u32,
+    ) -> Result<bool, StoreError>;
     async fn webhook(&self, tenant: &TenantId, id: &str) -> Result<Option<WebhookRow>, StoreError>;
     async fn list_webhooks(&self, tenant: &TenantId) -> Result<Vec<WebhookRow>, StoreError>;
     async fn delete_webhook(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError>;
