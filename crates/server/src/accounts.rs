@@ -531,17 +531,11 @@ async fn list(
             )?),
             None => None,
         };
-    // One extra row tells whether another page exists.
-    let mut rows = state
+    let rows = state
         .store
         .list_accounts(&caller.tenant_id, &filter, after.as_ref(), limit + 1)
         .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = match rows.last() {
-        Some(last) if more => Some(codec.encode(last.id.as_str(), &query)),
-        _ => None,
-    };
+    let (rows, next_cursor) = codec.page(rows, limit, &query, |r| r.id.to_string());
     let mut result: Vec<AccountView> = Vec::with_capacity(rows.len());
     for row in &rows {
         result.push(view_with_sync(&state, row).await?);

@@ -184,16 +184,11 @@ async fn list(
         .map(|c| codec.decode(c, &key))
         .transpose()?;
     let limit = page_limit(p.limit)?;
-    let mut rows = state
+    let rows = state
         .store
         .list_audit(&caller.tenant_id, &filter, before.as_deref(), limit + 1)
         .await?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = match rows.last() {
-        Some(last) if more => Some(codec.encode(&last.id, &key)),
-        _ => None,
-    };
+    let (rows, next_cursor) = codec.page(rows, limit, &key, |r| r.id.clone());
     let result = rows.into_iter().map(AuditView::from).collect();
     Ok(Json(ListEnvelope::new(result, next_cursor, false)).into_response())
 }

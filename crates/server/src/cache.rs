@@ -2,6 +2,7 @@
 //! filtered and keyset-paged in the store, so a page costs the same with a
 //! thousand cached users or a million.
 
+use rollcall_connectors::UserQuery;
 use rollcall_core::ErrorCode;
 use rollcall_core::id::AccountId;
 use rollcall_core::unified::{Group, GroupMembership, Ref, User, UserStatus};
@@ -45,15 +46,6 @@ fn corrupt(e: serde_json::Error) -> ApiError {
     ApiError::internal(format!("a cached object is unreadable: {e}"))
 }
 
-/// Pages of `limit` from rows fetched with `limit + 1`: the extra row only
-/// says whether there is a next page.
-fn split_page<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    (rows, more)
-}
-
 async fn users_with_groups(
     state: &AppState,
     account: &AccountId,
@@ -79,17 +71,10 @@ async fn users_with_groups(
         .collect()
 }
 
-pub struct UserListQuery {
-    pub status: Option<UserStatus>,
-    pub email: Option<String>,
-    pub is_admin: Option<bool>,
-    pub group_id: Option<String>,
-}
-
 pub async fn list_users(
     state: &AppState,
     account: &AccountId,
-    query: UserListQuery,
+    query: UserQuery,
     key: &str,
     cursor: Option<&str>,
     limit: u32,
@@ -113,10 +98,7 @@ pub async fn list_users(
         .store
         .cached_users(account, &filter, after.as_deref(), limit + 1)
         .await?;
-    let (rows, more) = split_page(rows, limit);
-    let next = more
-        .then(|| rows.last().map(|r| codec.encode(&r.user_id, key)))
-        .flatten();
+    let (rows, next) = codec.page(rows, limit, key, |r| r.user_id.clone());
     let users = users_with_groups(state, account, rows).await?;
     Ok(ListEnvelope::new(users, next, false))
 }
@@ -146,10 +128,7 @@ pub async fn list_groups(
         .store
         .cached_groups(account, after.as_deref(), limit + 1)
         .await?;
-    let (rows, more) = split_page(rows, limit);
-    let next = more
-        .then(|| rows.last().map(|r| codec.encode(&r.group_id, key)))
-        .flatten();
+    let (rows, next) = codec.page(rows, limit, key, |r| r.group_id.clone());
     let groups = rows
         .iter()
         .map(|r| serde_json::from_str(&r.data_json).map_err(corrupt))
@@ -188,13 +167,7 @@ pub async fn list_memberships(
         .store
         .cached_memberships(account, group_id, user_id, after_pair, limit + 1)
         .await?;
-    let (rows, more) = split_page(rows, limit);
-    let next = more
-        .then(|| {
-            rows.last()
-                .map(|(g, u)| codec.encode(&GroupMembership::id_for(g, u), key))
-        })
-        .flatten();
+    let (rows, next) = codec.page(rows, limit, key, |(g, u)| GroupMembership::id_for(g, u));
     let memberships = rows
         .into_iter()
         .map(|(group_id, user_id)| GroupMembership {

@@ -97,6 +97,26 @@ impl CursorCodec {
         }
         Ok(payload.a)
     }
+
+    /// A page of at most `limit` rows from `rows` fetched with `limit + 1`
+    /// (the extra row only says that another page exists), and the cursor
+    /// after its last row, by `position`; `None` on the last page.
+    pub fn page<T>(
+        &self,
+        mut rows: Vec<T>,
+        limit: u32,
+        query: &str,
+        position: impl Fn(&T) -> String,
+    ) -> (Vec<T>, Option<String>) {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = match rows.last() {
+            Some(last) if more => Some(self.encode(&position(last), query)),
+            _ => None,
+        };
+        (rows, next)
+    }
 }
 
 fn fingerprint(query: &str) -> String {

@@ -272,6 +272,12 @@ async fn list_users(
     caller: Caller,
     ApiQuery(p): ApiQuery<UserListParams>,
 ) -> Result<Json<ListEnvelope<User>>, ApiError> {
+    let query = UserQuery {
+        status: p.status,
+        email: p.email.map(|e| e.trim().to_lowercase()),
+        is_admin: p.is_admin,
+        group_id: p.group_id,
+    };
     if p.source == Source::Cache {
         let account = cache::synced_account(
             &state,
@@ -280,20 +286,11 @@ async fn list_users(
             p.include_remote_data,
         )
         .await?;
-        let query = cache::UserListQuery {
-            status: p.status,
-            email: p.email.map(|e| e.trim().to_lowercase()),
-            is_admin: p.is_admin,
-            group_id: p.group_id,
-        };
         let key = list_key(
             "users-cache",
             &caller,
             &p.integrated_account_id,
-            &format!(
-                "{:?}|{:?}|{:?}|{:?}",
-                query.status, query.email, query.is_admin, query.group_id
-            ),
+            &format!("{query:?}"),
         );
         let limit = page_limit(p.limit)?;
         let page = cache::list_users(
@@ -308,12 +305,6 @@ async fn list_users(
         return Ok(Json(page));
     }
     let t = target(&state, &caller, &p.integrated_account_id).await?;
-    let query = UserQuery {
-        status: p.status,
-        email: p.email.map(|e| e.trim().to_lowercase()),
-        is_admin: p.is_admin,
-        group_id: p.group_id,
-    };
     let key = list_key(
         "users",
         &caller,
