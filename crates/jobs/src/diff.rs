@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rollcall_connectors::DirectorySnapshot;
 use rollcall_core::id::{AccountId, TenantId};
 use rollcall_core::unified::{Group, GroupMembership, User};
-use rollcall_store::{CachedGroupRow, CachedRoleRow, CachedUserRow, EventRow};
+use rollcall_store::{CachedGroupRow, CachedRoleRow, CachedUserRow, EventRow, SyncCommit};
 use serde_json::Value;
 
 use crate::events::{new_event, object_change};
@@ -21,19 +21,6 @@ pub struct Previous {
     /// Whether there was one at all: the first sync is a baseline and
     /// makes no object events.
     pub exists: bool,
-}
-
-/// What a sync writes, before the run bookkeeping is added.
-#[derive(Debug, Default)]
-pub struct Changes {
-    pub upsert_users: Vec<CachedUserRow>,
-    pub delete_users: Vec<String>,
-    pub upsert_groups: Vec<CachedGroupRow>,
-    pub delete_groups: Vec<String>,
-    pub add_memberships: Vec<(String, String)>,
-    pub remove_memberships: Vec<(String, String)>,
-    pub roles: Vec<CachedRoleRow>,
-    pub events: Vec<EventRow>,
 }
 
 /// The stored form of a user: groups come from memberships, remote data
@@ -92,21 +79,49 @@ pub struct DiffContext<'a> {
     pub now: i64,
 }
 
-/// Takes the snapshot by value: each user is turned into its stored row and
-/// dropped as the walk goes, so a large directory is not held twice.
-pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) -> Changes {
-    let mut changes = Changes::default();
-    let emit = previous.exists;
-    let event = |changes: &mut Changes, kind: &str, object: &str, id: &str, before, after| {
-        if emit {
-            changes.events.push(new_event(
-                cx.tenant,
-                Some(cx.account),
+/// The events a diff finds; their JSON is built only when they will be
+/// kept (a first sync makes none, and may cover a large directory).
+struct Events<'a> {
+    emit: bool,
+    cx: &'a DiffContext<'a>,
+    out: Vec<EventRow>,
+}
+
+impl Events<'_> {
+    fn push(
+        &mut self,
+        kind: &str,
+        object: &str,
+        id: &str,
+        change: impl FnOnce() -> (Option<Value>, Option<Value>),
+    ) {
+        if self.emit {
+            let (before, after) = change();
+            self.out.push(new_event(
+                self.cx.tenant,
+                Some(self.cx.account),
                 kind,
-                cx.now,
-                object_change(object, id, before, after, cx.sync_run_id),
+                self.cx.now,
+                object_change(object, id, before, after, self.cx.sync_run_id),
             ));
         }
+    }
+}
+
+/// The rows and events of the change from `previous` to `next`, as a commit
+/// whose run bookkeeping (lease, run, counts, times) the caller fills in.
+/// Takes the snapshot by value: each user is turned into its stored row and
+/// dropped as the walk goes, so a large directory is not held twice.
+pub fn diff<'a>(
+    previous: &Previous,
+    next: DirectorySnapshot,
+    cx: &'a DiffContext<'a>,
+) -> SyncCommit {
+    let mut c = SyncCommit::default();
+    let mut events = Events {
+        emit: previous.exists,
+        cx,
+        out: Vec::new(),
     };
 
     // Users.
@@ -119,20 +134,10 @@ pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) 
         drop(user);
         match previous.users.get(&row.user_id) {
             None => {
-                // JSON for the event only when there will be one (the first
-                // sync of a large directory makes none).
-                if emit {
-                    let after = parsed(&row.data_json);
-                    event(
-                        &mut changes,
-                        "user.created",
-                        "user",
-                        &row.user_id,
-                        None,
-                        Some(after),
-                    );
-                }
-                changes.upsert_users.push(row);
+                events.push("user.created", "user", &row.user_id, || {
+                    (None, Some(parsed(&row.data_json)))
+                });
+                c.upsert_users.push(row);
             }
             // Same serializer, so equal text is the common, cheap case; the
             // parse only settles differences in formatting.
@@ -146,28 +151,20 @@ pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) 
                 } else {
                     "user.updated"
                 };
-                if emit {
-                    let before = parsed(&old.data_json);
-                    let after = parsed(&row.data_json);
-                    event(
-                        &mut changes,
-                        kind,
-                        "user",
-                        &row.user_id,
-                        Some(before),
-                        Some(after),
-                    );
-                }
-                changes.upsert_users.push(row);
+                events.push(kind, "user", &row.user_id, || {
+                    (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
+                });
+                c.upsert_users.push(row);
             }
             Some(_) => {}
         }
     }
     for (id, old) in &previous.users {
         if !seen_users.contains(id.as_str()) {
-            let before = parsed(&old.data_json);
-            event(&mut changes, "user.deleted", "user", id, Some(before), None);
-            changes.delete_users.push(id.clone());
+            events.push("user.deleted", "user", id, || {
+                (Some(parsed(&old.data_json)), None)
+            });
+            c.delete_users.push(id.clone());
         }
     }
 
@@ -180,94 +177,58 @@ pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) 
         let row = group_row(group);
         match previous.groups.get(&group.id) {
             None => {
-                let after = parsed(&row.data_json);
-                event(
-                    &mut changes,
-                    "group.created",
-                    "group",
-                    &group.id,
-                    None,
-                    Some(after),
-                );
-                changes.upsert_groups.push(row);
+                events.push("group.created", "group", &group.id, || {
+                    (None, Some(parsed(&row.data_json)))
+                });
+                c.upsert_groups.push(row);
             }
             Some(old) if old.data_json != row.data_json => {
                 if group_identity(&old.data_json) != group_identity(&row.data_json) {
-                    let before = parsed(&old.data_json);
-                    let after = parsed(&row.data_json);
-                    event(
-                        &mut changes,
-                        "group.updated",
-                        "group",
-                        &group.id,
-                        Some(before),
-                        Some(after),
-                    );
+                    events.push("group.updated", "group", &group.id, || {
+                        (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
+                    });
                 }
-                changes.upsert_groups.push(row);
+                c.upsert_groups.push(row);
             }
             Some(_) => {}
         }
     }
     for (id, old) in &previous.groups {
         if !seen_groups.contains(id.as_str()) {
-            let before = parsed(&old.data_json);
-            event(
-                &mut changes,
-                "group.deleted",
-                "group",
-                id,
-                Some(before),
-                None,
-            );
-            changes.delete_groups.push(id.clone());
+            events.push("group.deleted", "group", id, || {
+                (Some(parsed(&old.data_json)), None)
+            });
+            c.delete_groups.push(id.clone());
         }
     }
 
     // Memberships: the removed ones first (few, cloned), then the new set
     // is consumed so the added ones move instead of being copied.
     let next_memberships: BTreeSet<(String, String)> = next.memberships.into_iter().collect();
-    for pair in previous.memberships.difference(&next_memberships) {
-        if emit {
-            let id = GroupMembership::id_for(&pair.0, &pair.1);
-            let before = membership_json(&pair.0, &pair.1);
-            event(
-                &mut changes,
-                "group_membership.removed",
-                "group_membership",
-                &id,
-                Some(before),
-                None,
-            );
-        }
-        changes.remove_memberships.push(pair.clone());
+    for (group, user) in previous.memberships.difference(&next_memberships) {
+        let id = GroupMembership::id_for(group, user);
+        events.push("group_membership.removed", "group_membership", &id, || {
+            (Some(membership_json(group, user)), None)
+        });
+        c.remove_memberships.push((group.clone(), user.clone()));
     }
     for pair in next_memberships {
         if previous.memberships.contains(&pair) {
             continue;
         }
-        if emit {
-            let id = GroupMembership::id_for(&pair.0, &pair.1);
-            let after = membership_json(&pair.0, &pair.1);
-            event(
-                &mut changes,
-                "group_membership.added",
-                "group_membership",
-                &id,
-                None,
-                Some(after),
-            );
-        }
-        changes.add_memberships.push(pair);
+        let id = GroupMembership::id_for(&pair.0, &pair.1);
+        events.push("group_membership.added", "group_membership", &id, || {
+            (None, Some(membership_json(&pair.0, &pair.1)))
+        });
+        c.add_memberships.push(pair);
     }
 
     // In primary-key order, so the commit appends to the B-tree instead of
     // splitting pages all over it (vendors number users; keys are text).
-    changes
-        .upsert_users
+    c.upsert_users
         .sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
 
-    changes.roles = next
+    c.roles = next
         .roles
         .iter()
         .map(|role| CachedRoleRow {
@@ -275,7 +236,8 @@ pub fn diff(previous: &Previous, next: DirectorySnapshot, cx: &DiffContext<'_>) 
             data_json: serde_json::to_string(role).unwrap_or_default(),
         })
         .collect();
-    changes
+    c.events = events.out;
+    c
 }
 
 #[cfg(test)]
@@ -334,7 +296,7 @@ mod tests {
         }
     }
 
-    fn kinds(changes: &Changes) -> Vec<(String, String)> {
+    fn kinds(changes: &SyncCommit) -> Vec<(String, String)> {
         changes
             .events
             .iter()

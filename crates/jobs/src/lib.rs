@@ -77,6 +77,11 @@ impl Default for JobSettings {
     }
 }
 
+/// A duration in the store's unit, saturating rather than wrapping.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct OpenError(pub String);

@@ -8,7 +8,7 @@ use rollcall_store::{JobRow, JobStatus, Lease};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{Inner, sync, webhooks};
+use crate::{Inner, millis, sync, webhooks};
 
 /// Stops the loops when dropped (jobs in flight are abandoned; their
 /// leases run out and another worker, or the next start, takes them over).
@@ -31,10 +31,6 @@ pub(crate) fn start(inner: Arc<Inner>) -> WorkersHandle {
     WorkersHandle {
         tasks: vec![jobs, deliveries],
     }
-}
-
-fn millis(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// How often finished jobs and deliveries are pruned, and how long each is kept.

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::diff::{DiffContext, Previous, diff};
 use crate::events::new_event;
 use crate::runner::with_lease;
-use crate::{Inner, Jobs};
+use crate::{Inner, Jobs, millis};
 
 pub const JOB_KIND: &str = "sync";
 /// Accounts the scheduler queues per tick at most.
@@ -55,10 +55,6 @@ pub fn interval_of(config_json: &str, default: Duration) -> Duration {
         .and_then(|c| c.get("sync_interval_minutes").and_then(Value::as_u64))
         .filter(|m| *m > 0)
         .map_or(default, |m| Duration::from_secs(m.saturating_mul(60)))
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl Jobs {
@@ -363,7 +359,7 @@ async fn perform(
         snapshot.memberships.len(),
         snapshot.roles.len(),
     );
-    let mut changes = diff(&previous, snapshot, &cx);
+    let changes = diff(&previous, snapshot, &cx);
     drop(previous);
     let diffed = inner.clock.now_millis();
     let counts = json!({
@@ -379,29 +375,22 @@ async fn perform(
         "read_ms": now.saturating_sub(loaded),
         "diff_ms": diffed.saturating_sub(now),
     });
-    changes.events.push(new_event(
+    let mut commit = SyncCommit {
+        lease: Some(lease.clone()),
+        run_id: run_id.to_owned(),
+        account_id: Some(account.clone()),
+        counts_json: counts.to_string(),
+        finished_at: now,
+        full_read: !reuse,
+        ..changes
+    };
+    commit.events.push(new_event(
         tenant,
         Some(account),
         "sync_run.completed",
         now,
         json!({ "sync_run_id": run_id, "counts": counts }),
     ));
-    let commit = SyncCommit {
-        lease: Some(lease.clone()),
-        run_id: run_id.to_owned(),
-        account_id: Some(account.clone()),
-        upsert_users: changes.upsert_users,
-        delete_users: changes.delete_users,
-        upsert_groups: changes.upsert_groups,
-        delete_groups: changes.delete_groups,
-        add_memberships: changes.add_memberships,
-        remove_memberships: changes.remove_memberships,
-        roles: changes.roles,
-        events: changes.events,
-        counts_json: counts.to_string(),
-        finished_at: now,
-        full_read: !reuse,
-    };
     match inner.store.commit_sync(&commit).await {
         Ok(true) => Ok(Some(Committed {
             row,

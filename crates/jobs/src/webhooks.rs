@@ -17,8 +17,8 @@ use rollcall_store::{DeliveryOutcome, DueDelivery};
 use sha2::Sha256;
 use tokio::sync::Semaphore;
 
-use crate::Inner;
 use crate::events::Event;
+use crate::{Inner, millis};
 
 pub const SIGNATURE_HEADER: &str = "x-rollcall-signature";
 /// Events moved into deliveries per webhook per pass.
@@ -218,9 +218,7 @@ pub(crate) async fn delivery_loop(inner: Arc<Inner>) {
         if available > 0 {
             // A claimed delivery is leased for longer than one attempt can
             // take, so no other pass sends it meanwhile.
-            let lease_ms = i64::try_from(inner.settings.webhook_timeout.as_millis())
-                .unwrap_or(i64::MAX)
-                .saturating_mul(3);
+            let lease_ms = millis(inner.settings.webhook_timeout).saturating_mul(3);
             let leased_until = now.saturating_add(lease_ms);
             match inner
                 .store
@@ -263,7 +261,7 @@ async fn deliver(inner: &Inner, due: DueDelivery, leased_until: i64) {
                     attempts,
                     random_unit(),
                 );
-                now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+                now.saturating_add(millis(delay))
             });
             tracing::info!(
                 delivery = %due.delivery.id,
