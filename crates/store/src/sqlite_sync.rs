@@ -155,20 +155,26 @@ fn delivery_from(row: &SqliteRow) -> Result<DeliveryRow, StoreError> {
     })
 }
 
-async fn insert_event_in(tx: &mut Transaction<'_, Sqlite>, e: &EventRow) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (id, tenant_id, account_id, type, occurred_at, data_json) \
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&e.id)
-    .bind(e.tenant_id.as_str())
-    .bind(e.account_id.as_ref().map(AccountId::as_str))
-    .bind(&e.event_type)
-    .bind(e.occurred_at)
-    .bind(&e.data_json)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+/// Appends events in the caller's transaction (an event already stored,
+/// by id, is left as it is).
+async fn insert_events_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: &[EventRow],
+) -> Result<(), StoreError> {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                &e.id,
+                e.tenant_id.as_str(),
+                e.account_id.as_ref().map(AccountId::as_str),
+                &e.event_type,
+                e.occurred_at,
+                &e.data_json,
+            )
+        })
+        .collect();
+    batched(tx, "", &rows, INSERT_EVENTS).await
 }
 
 /// Whether `lease` still holds its job (checked inside a transaction).
@@ -499,7 +505,7 @@ impl SyncStore for SqliteStore {
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
-        insert_event_in(&mut tx, event).await?;
+        insert_events_in(&mut tx, std::slice::from_ref(event)).await?;
         if let Some(account) = &event.account_id {
             sqlx::query("UPDATE account_sync_state SET last_run_id = ? WHERE account_id = ?")
                 .bind(run_id)
@@ -546,20 +552,6 @@ impl SyncStore for SqliteStore {
             .map(|g| (&g.group_id, &g.name, &g.data_json))
             .collect();
         let roles: Vec<_> = c.roles.iter().map(|r| (&r.role_id, &r.data_json)).collect();
-        let events: Vec<_> = c
-            .events
-            .iter()
-            .map(|e| {
-                (
-                    &e.id,
-                    e.tenant_id.as_str(),
-                    e.account_id.as_ref().map(AccountId::as_str),
-                    &e.event_type,
-                    e.occurred_at,
-                    &e.data_json,
-                )
-            })
-            .collect();
         batched(&mut tx, account, &c.delete_users, DELETE_USERS).await?;
         batched(&mut tx, account, &users, UPSERT_USERS).await?;
         batched(&mut tx, account, &c.delete_groups, DELETE_GROUPS).await?;
@@ -571,7 +563,7 @@ impl SyncStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         batched(&mut tx, account, &roles, INSERT_ROLES).await?;
-        batched(&mut tx, account, &events, INSERT_EVENTS).await?;
+        insert_events_in(&mut tx, &c.events).await?;
         sqlx::query(
             "UPDATE sync_runs SET status = 'succeeded', phase = NULL, counts_json = ?, error = NULL, \
              finished_at = ? WHERE id = ?",
@@ -805,9 +797,7 @@ impl SyncStore for SqliteStore {
 
     async fn append_events(&self, events: &[EventRow]) -> Result<(), StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        for e in events {
-            insert_event_in(&mut tx, e).await?;
-        }
+        insert_events_in(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1215,8 +1205,9 @@ fn compare_keys(a: &str, b: &str) -> std::cmp::Ordering {
 /// Rows per batched statement.
 const BATCH_ROWS: usize = 2_000;
 
-// `?1` is the account, `?2` a JSON array of rows (each an array, or a
-// plain string for ids). `WHERE true` lets `ON CONFLICT` follow a SELECT.
+// `?1` is the account (events carry their own), `?2` a JSON array of rows
+// (each an array, or a plain string for ids). `WHERE true` lets
+// `ON CONFLICT` follow a SELECT.
 const DELETE_USERS: &str = "DELETE FROM dir_users WHERE account_id = ?1 \
      AND user_id IN (SELECT value FROM json_each(?2))";
 const UPSERT_USERS: &str = "INSERT INTO dir_users \
@@ -1240,7 +1231,7 @@ const INSERT_ROLES: &str = "INSERT INTO dir_roles (account_id, role_id, data_jso
 const INSERT_EVENTS: &str = "INSERT INTO events \
      (id, tenant_id, account_id, type, occurred_at, data_json) \
      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
-     FROM json_each(?2) WHERE ?1 IS NOT NULL ON CONFLICT (id) DO NOTHING";
+     FROM json_each(?2) WHERE true ON CONFLICT (id) DO NOTHING";
 
 /// Runs `sql` once per batch of `rows`, each batch bound as a JSON array.
 async fn batched<T: serde::Serialize>(
