@@ -133,6 +133,10 @@ pub struct DirectorySnapshot {
     /// `(group_id, user_id)` pairs, each once.
     pub memberships: Vec<(String, String)>,
     pub roles: Vec<Role>,
+    /// Users carry `last_active_at` from the vendor (`None` there: never
+    /// active). False when the vendor shows no activity for this account
+    /// (Mode without a Discovery API token): nobody's activity is known.
+    pub activity_exposed: bool,
 }
 
 /// Where a snapshot read has got to, for progress reports.

@@ -62,6 +62,15 @@ fn group_identity(json: &str) -> Value {
     value
 }
 
+/// A user without its last activity.
+fn without_activity(json: &str) -> Value {
+    let mut value = parsed(json);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("last_active_at");
+    }
+    value
+}
+
 fn membership_json(group_id: &str, user_id: &str) -> Value {
     serde_json::to_value(GroupMembership {
         id: GroupMembership::id_for(group_id, user_id),
@@ -85,6 +94,8 @@ struct Events<'a> {
     emit: bool,
     cx: &'a DiffContext<'a>,
     out: Vec<EventRow>,
+    /// Something event-worthy changed (emitted or not).
+    changed: bool,
 }
 
 impl Events<'_> {
@@ -95,6 +106,7 @@ impl Events<'_> {
         id: &str,
         change: impl FnOnce() -> (Option<Value>, Option<Value>),
     ) {
+        self.changed = true;
         if self.emit {
             let (before, after) = change();
             self.out.push(new_event(
@@ -122,6 +134,7 @@ pub fn diff<'a>(
         emit: previous.exists,
         cx,
         out: Vec::new(),
+        changed: false,
     };
 
     // Users.
@@ -145,6 +158,12 @@ pub fn diff<'a>(
                 if old.data_json != row.data_json
                     && parsed(&old.data_json) != parsed(&row.data_json) =>
             {
+                // Activity moves with every login: stored, but no event
+                // (and no staleness) for it alone.
+                if without_activity(&old.data_json) == without_activity(&row.data_json) {
+                    c.upsert_users.push(row);
+                    continue;
+                }
                 let deactivated = old.status != "inactive" && row.status == "inactive";
                 let kind = if deactivated {
                     "user.deactivated"
@@ -236,6 +255,8 @@ pub fn diff<'a>(
             data_json: serde_json::to_string(role).unwrap_or_default(),
         })
         .collect();
+    c.activity_exposed = next.activity_exposed;
+    c.snapshot_changed = events.changed;
     c.events = events.out;
     c
 }
@@ -329,6 +350,7 @@ mod tests {
             groups: vec![group("g1", "Eng", 2), group("g2", "Ops", 0)],
             memberships: vec![("g1".into(), "a".into()), ("g1".into(), "b".into())],
             roles: vec![],
+            activity_exposed: true,
         };
         let after = DirectorySnapshot {
             users: vec![
@@ -339,6 +361,7 @@ mod tests {
             groups: vec![group("g1", "Eng", 1), group("g3", "New", 1)],
             memberships: vec![("g1".into(), "a".into()), ("g3".into(), "d".into())],
             roles: vec![],
+            activity_exposed: true,
         };
         let changes = diff(&previous_of(&before), after.clone(), &cx);
         assert_eq!(
@@ -360,6 +383,33 @@ mod tests {
         let unchanged = diff(&previous_of(&after), after, &cx);
         assert!(unchanged.events.is_empty());
         assert!(unchanged.upsert_users.is_empty() && unchanged.upsert_groups.is_empty());
+    }
+
+    #[test]
+    fn activity_alone_is_stored_without_an_event() {
+        let tenant = TenantId::generate();
+        let account = AccountId::generate();
+        let cx = DiffContext {
+            tenant: &tenant,
+            account: &account,
+            sync_run_id: "sync_1",
+            now: 5,
+        };
+        let mut seen = user("a", UserStatus::Active, false);
+        let before = DirectorySnapshot {
+            users: vec![seen.clone()],
+            ..DirectorySnapshot::default()
+        };
+        seen.last_active_at = Some("2026-12-01T10:00:00Z".into());
+        let after = DirectorySnapshot {
+            users: vec![seen],
+            ..DirectorySnapshot::default()
+        };
+        let previous = previous_of(&before);
+        let changes = diff(&previous, after, &cx);
+        assert!(changes.events.is_empty());
+        assert!(!changes.snapshot_changed);
+        assert_eq!(changes.upsert_users.len(), 1);
     }
 
     #[test]

@@ -75,6 +75,11 @@ pub struct Settings {
     /// addresses (off by default: a subscription must not reach the network
     /// Rollcall runs in; turn on for receivers on the same host or LAN).
     pub webhook_allow_private_networks: bool,
+    /// Vendor roles mapped to unified role types: the documented default
+    /// table with `[roles.<provider>]` overrides from the config file.
+    pub roles: rollcall_core::RoleMap,
+    /// How long a plan may be applied after it was computed.
+    pub plan_ttl_hours: u64,
 }
 
 impl Settings {
@@ -109,6 +114,8 @@ impl Default for Settings {
             webhook_retry_base_ms: 10_000,
             webhook_timeout_secs: 10,
             webhook_allow_private_networks: false,
+            roles: rollcall_core::RoleMap::default(),
+            plan_ttl_hours: 24,
         }
     }
 }
@@ -136,6 +143,9 @@ struct FileSettings {
     webhook_retry_base_ms: Option<u64>,
     webhook_timeout_secs: Option<u64>,
     webhook_allow_private_networks: Option<bool>,
+    plan_ttl_hours: Option<u64>,
+    /// `[roles.mode] admin = "admin"`: provider → vendor role id → type.
+    roles: Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +189,7 @@ const KNOWN_ENV: &[&str] = &[
     "ROLLCALL_WEBHOOK_RETRY_BASE_MS",
     "ROLLCALL_WEBHOOK_TIMEOUT_SECS",
     "ROLLCALL_WEBHOOK_ALLOW_PRIVATE_NETWORKS",
+    "ROLLCALL_PLAN_TTL_HOURS",
     // Read by the client commands (users, groups, members), not the server.
     "ROLLCALL_URL",
     "ROLLCALL_API_KEY",
@@ -286,6 +297,16 @@ impl Settings {
         if let Some(v) = file.webhook_allow_private_networks {
             self.webhook_allow_private_networks = v;
         }
+        if let Some(v) = file.plan_ttl_hours {
+            self.plan_ttl_hours = v;
+        }
+        if let Some(table) = &file.roles {
+            self.roles =
+                rollcall_core::RoleMap::parse(table).map_err(|message| ConfigError::ParseFile {
+                    path: path.to_path_buf(),
+                    message,
+                })?;
+        }
         Ok(())
     }
 
@@ -343,6 +364,7 @@ impl Settings {
                 "ROLLCALL_WEBHOOK_ALLOW_PRIVATE_NETWORKS" => {
                     self.webhook_allow_private_networks = boolean(name, value)?
                 }
+                "ROLLCALL_PLAN_TTL_HOURS" => self.plan_ttl_hours = number(name, value)?,
                 _ => {
                     return Err(ConfigError::UnknownEnv {
                         name: name.clone(),

@@ -1276,6 +1276,403 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
     );
 }
 
+// ---- governance: grants, plans, reports ----
+
+fn grant(account: &AccountRow, id: &str, job_id: &str, preexisting: bool) -> crate::GrantRow {
+    crate::GrantRow {
+        id: id.into(),
+        tenant_id: account.tenant_id.clone(),
+        account_id: account.id.clone(),
+        user_id: "u1".into(),
+        group_id: "g1".into(),
+        reason: Some("on call".into()),
+        status: crate::GrantStatus::Active,
+        preexisting,
+        created_by: "key:k1".into(),
+        job_id: job_id.into(),
+        created_at: 100,
+        expires_at: 1_000,
+        ended_at: None,
+        last_error: None,
+        updated_at: 100,
+    }
+}
+
+/// Commits a sync that writes `users` (a first one if there was none).
+async fn commit_users(
+    store: &dyn Store,
+    a: &AccountRow,
+    users: Vec<crate::CachedUserRow>,
+    changed: bool,
+) {
+    let run = sync_run(a);
+    store
+        .enqueue_sync(&run, &sync_job(a, &run), 1_000)
+        .await
+        .expect("enqueue");
+    let claimed = store
+        .claim_job("n1", 100, 1_000)
+        .await
+        .expect("claim")
+        .expect("job");
+    let commit = crate::SyncCommit {
+        lease: Some(crate::Lease {
+            job_id: claimed.id,
+            owner: "n1".into(),
+        }),
+        run_id: run.id,
+        account_id: Some(a.id.clone()),
+        upsert_users: users,
+        counts_json: "{}".into(),
+        finished_at: 500,
+        activity_exposed: true,
+        snapshot_changed: changed,
+        ..crate::SyncCommit::default()
+    };
+    assert!(store.commit_sync(&commit).await.expect("commit"));
+}
+
+pub async fn grants_end_once_with_their_job_and_event(store: &dyn Store) {
+    let a = linked(store).await;
+    let expiry = job("grant_expiry", Some(&a), 1_000);
+    let g = grant(&a, "ag_1", &expiry.id, false);
+    store
+        .insert_grant(
+            &g,
+            &expiry,
+            &event(&a.tenant_id, Some(&a.id), "access_grant.activated"),
+        )
+        .await
+        .expect("grant");
+    let other_tenant = tenant("other");
+    store.insert_tenant(&other_tenant).await.expect("tenant");
+    assert_eq!(
+        store.grant(&a.tenant_id, "ag_1").await.expect("read"),
+        Some(g.clone())
+    );
+    assert_eq!(
+        store.grant(&other_tenant.id, "ag_1").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store
+            .live_grants_on(&a.id, "g1", "u1")
+            .await
+            .expect("live")
+            .len(),
+        1
+    );
+
+    // Not due yet; then due, claimed, and ended under the lease.
+    assert!(
+        store
+            .claim_job("n1", 999, 2_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    let claimed = store
+        .claim_job("n1", 1_000, 2_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(claimed.id, expiry.id);
+    store
+        .note_grant_error("ag_1", "vendor down", 1_001)
+        .await
+        .expect("note");
+    let noted = store
+        .grant(&a.tenant_id, "ag_1")
+        .await
+        .expect("read")
+        .expect("grant");
+    assert_eq!(noted.status, crate::GrantStatus::Expiring);
+    assert_eq!(noted.last_error.as_deref(), Some("vendor down"));
+
+    let expired = event(&a.tenant_id, Some(&a.id), "access_grant.expired");
+    let wrong_lease = crate::Lease {
+        job_id: expiry.id.clone(),
+        owner: "n2".into(),
+    };
+    let end = |lease| crate::GrantEnd {
+        grant_id: "ag_1",
+        to: crate::GrantStatus::Expired,
+        event: &expired,
+        lease,
+        now: 1_002,
+    };
+    assert!(
+        !store
+            .end_grant(&end(Some(&wrong_lease)))
+            .await
+            .expect("end")
+    );
+    let lease = crate::Lease {
+        job_id: expiry.id.clone(),
+        owner: "n1".into(),
+    };
+    assert!(store.end_grant(&end(Some(&lease))).await.expect("end"));
+    // Ending twice does nothing (and writes no second event).
+    assert!(!store.end_grant(&end(None)).await.expect("end again"));
+    let ended = store
+        .grant(&a.tenant_id, "ag_1")
+        .await
+        .expect("read")
+        .expect("grant");
+    assert_eq!(ended.status, crate::GrantStatus::Expired);
+    assert_eq!(ended.ended_at, Some(1_002));
+    assert_eq!(ended.last_error, None);
+    assert_eq!(
+        store
+            .job(&expiry.id)
+            .await
+            .expect("job")
+            .expect("job")
+            .status,
+        crate::JobStatus::Done
+    );
+    assert!(
+        store
+            .live_grants_on(&a.id, "g1", "u1")
+            .await
+            .expect("live")
+            .is_empty()
+    );
+    let kinds: Vec<String> = store
+        .list_events(&a.tenant_id, None, 0, 10)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["access_grant.activated", "access_grant.expired"]
+    );
+}
+
+pub async fn revoking_a_grant_cancels_its_expiry(store: &dyn Store) {
+    let a = linked(store).await;
+    let expiry = job("grant_expiry", Some(&a), 5_000);
+    store
+        .insert_grant(
+            &grant(&a, "ag_2", &expiry.id, true),
+            &expiry,
+            &event(&a.tenant_id, Some(&a.id), "access_grant.activated"),
+        )
+        .await
+        .expect("grant");
+    let revoked = event(&a.tenant_id, Some(&a.id), "access_grant.revoked");
+    let end = crate::GrantEnd {
+        grant_id: "ag_2",
+        to: crate::GrantStatus::Revoked,
+        event: &revoked,
+        lease: None,
+        now: 200,
+    };
+    assert!(store.end_grant(&end).await.expect("revoke"));
+    assert_eq!(
+        store
+            .job(&expiry.id)
+            .await
+            .expect("job")
+            .expect("job")
+            .status,
+        crate::JobStatus::Done
+    );
+    assert!(
+        store
+            .claim_job("n1", 9_000, 10_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    let listed = store
+        .list_grants(
+            &a.tenant_id,
+            &crate::GrantFilter {
+                status: Some(crate::GrantStatus::Revoked),
+                ..Default::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].preexisting);
+    assert!(
+        store
+            .list_grants(
+                &a.tenant_id,
+                &crate::GrantFilter::default(),
+                Some("ag_2"),
+                10
+            )
+            .await
+            .expect("after")
+            .is_empty()
+    );
+}
+
+pub async fn plans_apply_once_and_go_stale_with_the_snapshot(store: &dyn Store) {
+    let a = linked(store).await;
+    assert_eq!(store.snapshot_state(&a.id).await.expect("state"), None);
+    commit_users(store, &a, vec![user_row("u1", "active", false)], false).await;
+    let state = store
+        .snapshot_state(&a.id)
+        .await
+        .expect("state")
+        .expect("synced");
+    assert!(state.activity_exposed);
+    let plan = |id: &str, version: i64| crate::PlanRow {
+        id: id.into(),
+        tenant_id: a.tenant_id.clone(),
+        account_id: a.id.clone(),
+        kind: "group_sync".into(),
+        request_json: "{}".into(),
+        changes_json: "[]".into(),
+        snapshot_version: version,
+        status: crate::PlanStatus::Planned,
+        results_json: None,
+        created_by: "key:k1".into(),
+        created_at: 100,
+        updated_at: 100,
+        applied_at: None,
+    };
+    store
+        .insert_plan(&plan("plan_1", state.version))
+        .await
+        .expect("plan");
+    store
+        .insert_plan(&plan("plan_2", state.version))
+        .await
+        .expect("plan");
+    assert_eq!(
+        store
+            .list_plans(&a.tenant_id, None, 10)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+
+    let claim = store
+        .claim_plan(&a.tenant_id, "plan_1", 200, 0)
+        .await
+        .expect("claim")
+        .expect("plan");
+    assert!(
+        matches!(claim, crate::PlanClaim::Claimed(ref p) if p.status == crate::PlanStatus::Applying)
+    );
+    // A second apply while the first runs is busy; once finished it replays.
+    assert_eq!(
+        store
+            .claim_plan(&a.tenant_id, "plan_1", 201, 0)
+            .await
+            .expect("claim"),
+        Some(crate::PlanClaim::Busy)
+    );
+    store
+        .finish_plan("plan_1", crate::PlanStatus::Applied, "[]", 300)
+        .await
+        .expect("finish");
+    assert!(matches!(
+        store
+            .claim_plan(&a.tenant_id, "plan_1", 400, 0)
+            .await
+            .expect("claim"),
+        Some(crate::PlanClaim::Finished(_))
+    ));
+
+    // A sync that only moved activity leaves plans fresh; a real change
+    // makes them stale.
+    commit_users(store, &a, vec![user_row("u1", "active", false)], false).await;
+    assert_eq!(
+        store
+            .snapshot_state(&a.id)
+            .await
+            .expect("state")
+            .expect("synced")
+            .version,
+        state.version
+    );
+    commit_users(store, &a, vec![user_row("u2", "active", false)], true).await;
+    assert!(matches!(
+        store.claim_plan(&a.tenant_id, "plan_2", 500, 0).await.expect("claim"),
+        Some(crate::PlanClaim::Stale { current_version }) if current_version == state.version + 1
+    ));
+    assert_eq!(
+        store
+            .claim_plan(&a.tenant_id, "plan_9", 500, 0)
+            .await
+            .expect("claim"),
+        None
+    );
+}
+
+pub async fn report_reads_join_a_tenants_accounts_by_email(store: &dyn Store) {
+    let a = linked(store).await;
+    let b = account(&a.tenant_id, Provider::Metabase, None);
+    store.insert_account(&b).await.expect("account");
+    let other = tenant("globex");
+    store.insert_tenant(&other).await.expect("tenant");
+    let c = account(&other.id, Provider::Mode, None);
+    store.insert_account(&c).await.expect("account");
+    commit_users(
+        store,
+        &a,
+        vec![
+            user_row("ada", "active", true),
+            user_row("bob", "active", false),
+        ],
+        true,
+    )
+    .await;
+    commit_users(
+        store,
+        &b,
+        vec![
+            user_row("ada", "inactive", false),
+            user_row("cy", "active", false),
+        ],
+        true,
+    )
+    .await;
+    commit_users(store, &c, vec![user_row("dee", "active", false)], true).await;
+
+    let first = store
+        .report_emails(&a.tenant_id, None, 2)
+        .await
+        .expect("emails");
+    assert_eq!(first, vec!["ada@example.com", "bob@example.com"]);
+    let rest = store
+        .report_emails(&a.tenant_id, Some("bob@example.com"), 2)
+        .await
+        .expect("emails");
+    assert_eq!(rest, vec!["cy@example.com"]);
+    let rows = store
+        .users_with_emails(&a.tenant_id, &first)
+        .await
+        .expect("users");
+    let seen: Vec<(bool, String)> = rows
+        .iter()
+        .map(|(acct, u)| (*acct == a.id, u.user_id.clone()))
+        .collect();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.contains(&(true, "ada".into())));
+    assert!(seen.contains(&(false, "ada".into())));
+    assert!(seen.contains(&(true, "bob".into())));
+    // Another tenant's people never show up.
+    assert!(
+        store
+            .users_with_emails(&a.tenant_id, &["dee@example.com".into()])
+            .await
+            .expect("users")
+            .is_empty()
+    );
+}
+
 /// Instantiates every conformance case as a `#[tokio::test]` against a
 /// backend. `$make` is an async expression giving a fresh, migrated store
 /// behind something that derefs to it (so it can own its temp files).
@@ -1301,6 +1698,10 @@ macro_rules! store_conformance_suite {
             cached_users_page_by_keyset_with_filters,
             events_read_in_order_per_tenant,
             webhook_deliveries_queue_claim_and_retry,
+            grants_end_once_with_their_job_and_event,
+            revoking_a_grant_cancels_its_expiry,
+            plans_apply_once_and_go_stale_with_the_snapshot,
+            report_reads_join_a_tenants_accounts_by_email,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

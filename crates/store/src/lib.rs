@@ -10,8 +10,10 @@
 // a failed expectation there is a failing test, not a crash in production.
 #[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 pub mod conformance;
+pub mod governance;
 pub mod rows;
 pub mod sqlite;
+mod sqlite_governance;
 mod sqlite_sync;
 pub mod sync;
 
@@ -20,6 +22,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
+pub use governance::{
+    GovernanceStore, GrantEnd, GrantFilter, GrantRow, GrantStatus, PlanClaim, PlanRow, PlanStatus,
+    SnapshotState,
+};
 pub use rows::{
     AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditFilter, AuditOutcome, AuditRow,
     IdempotencyClaim, LinkTokenRow, SealedCredential, TenantRow,
@@ -54,7 +60,7 @@ pub enum StoreError {
 }
 
 #[async_trait]
-pub trait Store: SyncStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: SyncStore + GovernanceStore + Send + Sync + std::fmt::Debug + 'static {
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations; safe to call on every start.

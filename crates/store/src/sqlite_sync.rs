@@ -17,15 +17,15 @@ use crate::sync::{
     SyncCommit, SyncRunRow, SyncStatus, SyncStore, WebhookRow, event_matches,
 };
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-fn tenant_id(value: String) -> Result<TenantId, StoreError> {
+pub(crate) fn tenant_id(value: String) -> Result<TenantId, StoreError> {
     TenantId::parse(&value).map_err(corrupt)
 }
 
-fn account_id(value: String) -> Result<AccountId, StoreError> {
+pub(crate) fn account_id(value: String) -> Result<AccountId, StoreError> {
     AccountId::parse(&value).map_err(corrupt)
 }
 
@@ -81,7 +81,7 @@ fn run_from(row: &SqliteRow) -> Result<SyncRunRow, StoreError> {
     })
 }
 
-fn user_from(row: &SqliteRow) -> Result<CachedUserRow, StoreError> {
+pub(crate) fn user_from(row: &SqliteRow) -> Result<CachedUserRow, StoreError> {
     Ok(CachedUserRow {
         user_id: row.try_get("user_id")?,
         email: row.try_get("email")?,
@@ -157,7 +157,7 @@ fn delivery_from(row: &SqliteRow) -> Result<DeliveryRow, StoreError> {
 
 /// Appends events in the caller's transaction (an event already stored,
 /// by id, is left as it is).
-async fn insert_events_in(
+pub(crate) async fn insert_events_in(
     tx: &mut Transaction<'_, Sqlite>,
     events: &[EventRow],
 ) -> Result<(), StoreError> {
@@ -178,7 +178,10 @@ async fn insert_events_in(
 }
 
 /// Whether `lease` still holds its job (checked inside a transaction).
-async fn holds(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool, StoreError> {
+pub(crate) async fn holds(
+    tx: &mut Transaction<'_, Sqlite>,
+    lease: &Lease,
+) -> Result<bool, StoreError> {
     let held: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM jobs WHERE id = ? AND lease_owner = ? AND status = 'running'",
     )
@@ -189,7 +192,7 @@ async fn holds(tx: &mut Transaction<'_, Sqlite>, lease: &Lease) -> Result<bool, 
     Ok(held.is_some())
 }
 
-async fn end_job_in(
+pub(crate) async fn end_job_in(
     tx: &mut Transaction<'_, Sqlite>,
     lease: &Lease,
     status: JobStatus,
@@ -575,15 +578,20 @@ impl SyncStore for SqliteStore {
         .await?;
         sqlx::query(
             "INSERT INTO account_sync_state \
-             (account_id, last_run_id, last_success_at, last_full_read_at, next_sync_at) \
-             VALUES (?1, ?2, ?3, ?4, ?3) ON CONFLICT (account_id) DO UPDATE SET \
+             (account_id, last_run_id, last_success_at, last_full_read_at, next_sync_at, \
+              snapshot_version, activity_exposed) \
+             VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6) ON CONFLICT (account_id) DO UPDATE SET \
              last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at, \
-             last_full_read_at = COALESCE(excluded.last_full_read_at, last_full_read_at)",
+             last_full_read_at = COALESCE(excluded.last_full_read_at, last_full_read_at), \
+             snapshot_version = snapshot_version + excluded.snapshot_version, \
+             activity_exposed = excluded.activity_exposed",
         )
         .bind(account)
         .bind(&c.run_id)
         .bind(c.finished_at)
         .bind(c.full_read.then_some(c.finished_at))
+        .bind(i64::from(c.snapshot_changed))
+        .bind(i64::from(c.activity_exposed))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -1251,7 +1259,10 @@ async fn batched<T: serde::Serialize>(
     Ok(())
 }
 
-async fn insert_job_in(tx: &mut Transaction<'_, Sqlite>, j: &JobRow) -> Result<(), StoreError> {
+pub(crate) async fn insert_job_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    j: &JobRow,
+) -> Result<(), StoreError> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )))

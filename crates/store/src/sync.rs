@@ -197,6 +197,12 @@ pub struct SyncCommit {
     /// Every user's details were read afresh (none reused from the last
     /// snapshot).
     pub full_read: bool,
+    /// The snapshot carries users' last activity (see
+    /// `DirectorySnapshot::activity_exposed`).
+    pub activity_exposed: bool,
+    /// A user, group or membership changed in a way that makes an event
+    /// (activity times alone do not): plans computed before are stale.
+    pub snapshot_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

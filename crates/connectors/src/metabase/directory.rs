@@ -916,6 +916,8 @@ impl Directory for MetabaseDirectory<'_> {
             groups,
             memberships,
             roles: roles(),
+            // `last_login` is on every user (null: never logged in).
+            activity_exposed: true,
         })
     }
 

@@ -2,7 +2,7 @@
 //! mapping, what Mode cannot do and which calls each operation makes are
 //! written up in `docs/providers/mode.md`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt};
@@ -14,10 +14,12 @@ use serde_json::{Value, json};
 
 use super::paging::{self, CrossCursor, Cursor, PER_PAGE, Placement, Window};
 use super::payload::{
-    self, Account, GroupMember, Invite, Item, Keyed, Membership, WorkspaceAccount, WorkspaceVerify,
+    self, Account, DiscoveryPage, GroupMember, Invite, Item, Keyed, Membership, WorkspaceAccount,
+    WorkspaceVerify,
 };
 use crate::account::{LinkedAccount, VendorAnswer, VendorRequest};
 use crate::config::ModeConfig;
+use crate::credentials::Credentials;
 use crate::directory::{
     Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownUsers, MembershipQuery,
     NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
@@ -36,6 +38,8 @@ const MAX_LIMIT: u32 = 1000;
 /// Reads a snapshot keeps in flight (user accounts, group member lists);
 /// the account's rate limiter paces them.
 const SNAPSHOT_CONCURRENCY: usize = 4;
+/// The Discovery API's own largest (and default) page.
+const DISCOVERY_PER_PAGE: u32 = 1000;
 
 const MEMBERSHIPS: &str = "memberships";
 const GROUPS: &str = "groups";
@@ -545,6 +549,42 @@ impl<'a> ModeDirectory<'a> {
             format!("Mode has no user account `{username}`")
         })
         .await
+    }
+
+    /// Each member's last activity from the Discovery API, by member
+    /// token (`None` inside: never active), or `None` when the account has
+    /// no Discovery token.
+    async fn discovery_activity(
+        &self,
+    ) -> Result<Option<HashMap<String, Option<String>>>, DirectoryError> {
+        let has_token = matches!(
+            self.account.credentials(),
+            Credentials::Mode(c) if c.discovery_token.is_some()
+        );
+        if !has_token {
+            return Ok(None);
+        }
+        let ws = segment(self.ws()).unwrap_or_default();
+        let mut activity = HashMap::new();
+        let mut page = 1_u64;
+        loop {
+            let request = VendorRequest::get(format!(
+                "/batch/{ws}/members?page={page}&per_page={DISCOVERY_PER_PAGE}"
+            ));
+            let answer = self
+                .call(request, || format!("Mode has no workspace `{ws}`"))
+                .await?;
+            let body: DiscoveryPage = answer.json()?;
+            let last = body.members.len() < DISCOVERY_PER_PAGE as usize;
+            for member in &body.members {
+                activity.insert(member.member_token.clone(), member.last_active_at());
+            }
+            let total = body.pagination.and_then(|p| p.total_pages);
+            if total.map_or(last, |t| page >= t) || body.members.is_empty() {
+                return Ok(Some(activity));
+            }
+            page += 1;
+        }
     }
 
     /// The full user: the membership plus `GET /api/{username}` (email,
@@ -1267,13 +1307,30 @@ impl Directory for ModeDirectory<'_> {
         known: &KnownUsers,
         progress: &dyn ProgressSink,
     ) -> Result<DirectorySnapshot, DirectoryError> {
-        let users = self.snapshot_users(known, progress).await?;
+        let mut users = self.snapshot_users(known, progress).await?;
         let (groups, memberships) = self.snapshot_groups(progress).await?;
+        let activity_exposed = match self.discovery_activity().await {
+            Ok(Some(activity)) => {
+                for user in &mut users {
+                    user.last_active_at = activity.get(&user.id).cloned().flatten();
+                }
+                true
+            }
+            Ok(None) => false,
+            // Activity is extra: a Discovery API that fails (it is known to
+            // answer 503 for spells) must not hold up the directory. Without
+            // it nobody's activity is known, so nobody is called inactive.
+            Err(e) => {
+                tracing::warn!(workspace = %self.ws(), error = %e, "Mode Discovery API failed; activity unknown this sync");
+                false
+            }
+        };
         Ok(DirectorySnapshot {
             users,
             groups,
             memberships,
             roles: static_roles(),
+            activity_exposed,
         })
     }
 

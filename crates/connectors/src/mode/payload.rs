@@ -414,3 +414,75 @@ mod tests {
         assert_eq!(last_segment(""), None);
     }
 }
+
+// ---- Discovery API (§4) --------------------------------------------------------
+
+/// One page of `GET /batch/{ws}/members`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DiscoveryPage {
+    #[serde(default)]
+    pub pagination: Option<DiscoveryPagination>,
+    #[serde(default)]
+    pub members: Vec<DiscoveryMember>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DiscoveryPagination {
+    #[serde(default)]
+    pub total_pages: Option<u64>,
+}
+
+/// A member's activity: every timestamp the Discovery API keeps.
+#[derive(Debug, Deserialize)]
+pub(crate) struct DiscoveryMember {
+    #[serde(deserialize_with = "string_like")]
+    pub member_token: String,
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_report_created_at: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_report_edited_at: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_report_viewed_at: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_report_run_at: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_exploration_created_at: Option<String>,
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_exploration_updated_at: Option<String>,
+    /// A calendar day (`YYYY-MM-DD`).
+    #[serde(default, deserialize_with = "opt_string_like")]
+    pub last_day_engaged: Option<String>,
+}
+
+impl DiscoveryMember {
+    /// The latest moment the member is known to have done anything, as
+    /// RFC 3339 UTC; a day counts as its last second (the member was active
+    /// some time that day). Unreadable values are ignored.
+    pub fn last_active_at(&self) -> Option<String> {
+        let stamps = [
+            &self.last_report_created_at,
+            &self.last_report_edited_at,
+            &self.last_report_viewed_at,
+            &self.last_report_run_at,
+            &self.last_exploration_created_at,
+            &self.last_exploration_updated_at,
+        ];
+        let mut latest = stamps
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.parse::<jiff::Timestamp>().ok())
+            .max();
+        if let Some(day) = self
+            .last_day_engaged
+            .as_deref()
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+            && let Ok(end) = day
+                .at(23, 59, 59, 0)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .map(|z| z.timestamp())
+        {
+            latest = latest.max(Some(end));
+        }
+        latest.map(|t| t.to_string())
+    }
+}
