@@ -9,6 +9,7 @@
 
 pub mod diff;
 pub mod events;
+pub mod grants;
 mod runner;
 pub mod sync;
 pub mod webhooks;

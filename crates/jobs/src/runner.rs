@@ -8,7 +8,7 @@ use rollcall_store::{JobRow, JobStatus, Lease};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::{Inner, millis, sync, webhooks};
+use crate::{Inner, grants, millis, sync, webhooks};
 
 /// Stops the loops when dropped (jobs in flight are abandoned; their
 /// leases run out and another worker, or the next start, takes them over).
@@ -98,6 +98,7 @@ async fn run_job(inner: &Arc<Inner>, job: JobRow, owner: String) {
     tracing::debug!(job = %job.id, kind = %job.kind, attempt = job.attempts, "job claimed");
     match job.kind.as_str() {
         sync::JOB_KIND => sync::run(inner, &job, &lease).await,
+        grants::JOB_KIND => grants::run(inner, &job, &lease).await,
         other => {
             let now = inner.clock.now_millis();
             let message = format!("no worker knows jobs of kind `{other}`");

@@ -269,7 +269,7 @@ async fn fail(
 
 /// Words a connector failure for the run's `error` (no secrets: connector
 /// errors never carry them).
-fn describe(error: &DirectoryError) -> String {
+pub(crate) fn describe(error: &DirectoryError) -> String {
     match error {
         DirectoryError::Connector(c) => match c.remote() {
             Some(remote) => format!("{c} (vendor answered HTTP {})", remote.status),

@@ -102,7 +102,7 @@ impl From<AuditRow> for AuditView {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Format {
+pub(crate) enum Format {
     #[default]
     Json,
     Csv,
@@ -287,7 +287,7 @@ fn csv_row(row: AuditRow) -> String {
 
 /// Every cell quoted; a cell a spreadsheet would run as a formula (leading
 /// `=`, `+`, `-`, `@`, tab or carriage return) gets a `'` in front.
-fn csv_line(cells: impl IntoIterator<Item = String>) -> String {
+pub(crate) fn csv_line(cells: impl IntoIterator<Item = String>) -> String {
     let mut line = cells
         .into_iter()
         .map(|cell| {

@@ -53,26 +53,30 @@ enum Source {
 }
 
 /// The account a call is about, ready to call.
-struct Target {
-    row: AccountRow,
-    account: LinkedAccount,
+pub(crate) struct Target {
+    pub(crate) row: AccountRow,
+    pub(crate) account: LinkedAccount,
 }
 
 impl Target {
-    fn directory(&self) -> Box<dyn Directory + '_> {
+    pub(crate) fn directory(&self) -> Box<dyn Directory + '_> {
         self.account.directory()
     }
 }
 
 /// The account, ready to ask the vendor live.
-async fn target(state: &AppState, caller: &Caller, account_id: &str) -> Result<Target, ApiError> {
+pub(crate) async fn target(
+    state: &AppState,
+    caller: &Caller,
+    account_id: &str,
+) -> Result<Target, ApiError> {
     let (row, account) = load_linked(state, &caller.tenant_id, account_id).await?;
     Ok(Target { row, account })
 }
 
 /// Turns a connector result into the API's, recording what the vendor said
 /// about the stored credentials along the way.
-async fn settle<T>(
+pub(crate) async fn settle<T>(
     state: &AppState,
     t: &Target,
     result: Result<T, DirectoryError>,
@@ -134,7 +138,7 @@ async fn directory_error(state: &AppState, row: &AccountRow, error: DirectoryErr
 }
 
 /// Audits the changes one request makes (or attempts) at a vendor.
-struct Auditor<'a> {
+pub(crate) struct Auditor<'a> {
     state: &'a AppState,
     caller: &'a Caller,
     request_id: &'a RequestId,
@@ -142,7 +146,7 @@ struct Auditor<'a> {
 }
 
 impl<'a> Auditor<'a> {
-    fn new(
+    pub(crate) fn new(
         state: &'a AppState,
         caller: &'a Caller,
         request_id: &'a RequestId,
@@ -156,7 +160,7 @@ impl<'a> Auditor<'a> {
         }
     }
 
-    async fn record<T: Serialize>(
+    pub(crate) async fn record<T: Serialize>(
         &self,
         action: &str,
         target_type: &str,
@@ -789,6 +793,11 @@ async fn list_roles(
     let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().list_roles().await;
     let roles = settle(&state, &t, result).await?;
+    let map = &state.settings.roles;
+    let roles = roles
+        .into_iter()
+        .map(|role| map.normalize(t.row.provider, role))
+        .collect();
     Ok(Json(ListEnvelope::new(roles, None, false)))
 }
 
@@ -803,7 +812,8 @@ async fn get_role(
 ) -> Result<Json<Role>, ApiError> {
     let t = target(&state, &caller, &p.integrated_account_id).await?;
     let result = t.directory().get_role(&id).await;
-    Ok(Json(settle(&state, &t, result).await?))
+    let role = settle(&state, &t, result).await?;
+    Ok(Json(state.settings.roles.normalize(t.row.provider, role)))
 }
 
 /// Who the linked credential acts as.
