@@ -21,8 +21,8 @@ use crate::accounts::Vendors;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::{
-    accounts, audit, background, docs, events, grants, health, idempotency, link, proxy, ratelimit,
-    reports, request_id, sync, unified, webhooks,
+    accounts, audit, background, docs, events, grants, health, idempotency, link, plans, proxy,
+    ratelimit, reports, request_id, sync, unified, webhooks,
 };
 
 /// Everything a handler may need, cheap to clone.
@@ -107,6 +107,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(webhooks::routes())
         .merge(grants::routes())
         .merge(reports::routes())
+        .merge(plans::routes())
 }
 
 /// Routes anyone may call: health, and the link page (its token is its credential).

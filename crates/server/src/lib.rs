@@ -22,6 +22,7 @@ pub mod health;
 pub mod idempotency;
 pub mod keys;
 pub mod link;
+pub mod plans;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reports;

@@ -347,12 +347,12 @@ impl GovernanceStore for SqliteStore {
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE plans SET status = ?, results_json = ?, applied_at = ?, updated_at = ? \
-             WHERE id = ?",
+            "UPDATE plans SET status = ?1, results_json = NULLIF(?2, 'null'), \
+             applied_at = CASE WHEN ?1 IN ('applied', 'failed') THEN ?3 END, updated_at = ?3 \
+             WHERE id = ?4",
         )
         .bind(status.as_str())
         .bind(results_json)
-        .bind(now)
         .bind(now)
         .bind(id)
         .execute(self.pool())
