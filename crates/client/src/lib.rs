@@ -37,13 +37,13 @@ impl ClientError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Health {
     pub status: String,
 }
 
 /// An integrated account as the API returns it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct Account {
     pub id: String,
     pub provider: String,
@@ -59,7 +59,7 @@ pub struct Account {
 }
 
 /// The contract's list envelope.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct Page<T> {
     pub result: Vec<T>,
     pub next_cursor: Option<String>,
@@ -70,21 +70,21 @@ pub struct Page<T> {
 
 pub use rollcall_core::unified::{Group, GroupMembership, Me, Role, User};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct LinkToken {
     pub token: String,
     pub url: String,
     pub expires_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct SyncStarted {
     pub sync_run_id: String,
     pub queued: bool,
 }
 
 /// `GET /sync-runs/{id}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct SyncRun {
     pub id: String,
     pub integrated_account_id: String,
@@ -108,7 +108,7 @@ impl SyncRun {
 }
 
 /// One change event.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct Event {
     pub id: String,
     #[serde(rename = "type")]
@@ -119,7 +119,7 @@ pub struct Event {
 }
 
 /// `GET /events`: the cursor is always there, to ask again later.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub struct EventPage {
     pub result: Vec<Event>,
     pub next_cursor: String,
@@ -127,7 +127,7 @@ pub struct EventPage {
     pub has_more: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -137,7 +137,7 @@ pub struct Webhook {
     pub secret: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub struct Delivery {
     pub id: String,
     pub event_id: String,
@@ -148,6 +148,59 @@ pub struct Delivery {
     pub next_attempt_at: Option<String>,
     pub created_at: String,
     pub delivered_at: Option<String>,
+}
+
+/// A time-bound access grant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Grant {
+    pub id: String,
+    pub integrated_account_id: String,
+    pub user_id: String,
+    pub group_id: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub membership_preexisted: bool,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub ended_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// One change of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct PlanChange {
+    pub index: usize,
+    pub action: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub group_id: Option<String>,
+    pub group_name: Option<String>,
+    pub reason: String,
+}
+
+/// What applying one change did.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct ChangeResult {
+    pub index: usize,
+    pub status: String,
+    pub detail: Option<String>,
+    pub error: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+pub struct Plan {
+    pub id: String,
+    pub integrated_account_id: String,
+    pub kind: String,
+    pub status: String,
+    pub request: Value,
+    pub changes: Vec<PlanChange>,
+    pub warnings: Vec<String>,
+    pub results: Option<Vec<ChangeResult>>,
+    pub created_by: String,
+    pub created_at: String,
+    pub applied_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -337,6 +390,90 @@ impl Client {
     pub async fn deliveries(&self, webhook: &str) -> Result<Page<Delivery>, ClientError> {
         let path = format!("/webhooks/{}/deliveries", encode(webhook));
         self.call(Method::GET, &path, None).await
+    }
+
+    /// `body` as in the contract's `POST /access-grants`.
+    pub async fn create_grant(&self, body: &Value) -> Result<Grant, ClientError> {
+        self.call(Method::POST, "/access-grants", Some(body)).await
+    }
+
+    /// One page; `query` like `status=active` (may be empty).
+    pub async fn grants(&self, query: &str) -> Result<Page<Grant>, ClientError> {
+        self.call(Method::GET, &format!("/access-grants?{query}"), None)
+            .await
+    }
+
+    pub async fn grant(&self, id: &str) -> Result<Grant, ClientError> {
+        let path = format!("/access-grants/{}", encode(id));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// Revokes a grant now.
+    pub async fn revoke_grant(&self, id: &str) -> Result<Grant, ClientError> {
+        let path = format!("/access-grants/{}", encode(id));
+        self.call(Method::DELETE, &path, None).await
+    }
+
+    /// `body` as in the contract's `POST /plans`.
+    pub async fn create_plan(&self, body: &Value) -> Result<Plan, ClientError> {
+        self.call(Method::POST, "/plans", Some(body)).await
+    }
+
+    pub async fn plan(&self, id: &str) -> Result<Plan, ClientError> {
+        self.call(Method::GET, &format!("/plans/{}", encode(id)), None)
+            .await
+    }
+
+    pub async fn apply_plan(&self, id: &str) -> Result<Plan, ClientError> {
+        let path = format!("/plans/{}/apply", encode(id));
+        self.call(Method::POST, &path, None).await
+    }
+
+    /// One page of a report (`people`, `admins`, `inactive`); `query` like
+    /// `days=90` (may be empty).
+    pub async fn report(&self, report: &str, query: &str) -> Result<Page<Value>, ClientError> {
+        let path = format!("/reports/{}?{query}", encode(report));
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// A whole report as CSV.
+    pub async fn report_csv(&self, report: &str, query: &str) -> Result<String, ClientError> {
+        let mut path = format!("/reports/{}?format=csv", encode(report));
+        if !query.is_empty() {
+            path.push('&');
+            path.push_str(query);
+        }
+        self.text(&path).await
+    }
+
+    async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut request = self.http.get(&url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        if (200..300).contains(&status) {
+            return Ok(text);
+        }
+        match serde_json::from_str::<ErrorEnvelope>(&text) {
+            Ok(envelope) => Err(ClientError::Api {
+                status,
+                envelope: Box::new(envelope),
+            }),
+            Err(_) => Err(ClientError::Unexpected { status, body: text }),
+        }
     }
 
     async fn unified_list<T: DeserializeOwned>(

@@ -69,8 +69,104 @@ pub enum Command {
     /// Webhook subscriptions, their deliveries, and checking a signature.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Reports across the tenant's synced accounts: people, admins, inactive.
+    Reports(ReportsArgs),
+    /// Time-bound access grants: a group membership that ends on its own.
+    #[command(subcommand)]
+    Grants(GrantsCommand),
+    /// Compute a plan: a group sync from a YAML or JSON file, or
+    /// deprovisioning inactive users. Prints every change and why.
+    Plan(PlanArgs),
+    /// Apply a plan's changes, one by one, and print each result.
+    Apply(ApplyArgs),
     /// Print the OpenAPI document of the whole API.
     ExportOpenapi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportKind {
+    People,
+    Admins,
+    Inactive,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportsArgs {
+    #[command(flatten)]
+    pub server: Server,
+    pub report: ReportKind,
+    /// Inactive: no activity in this many days.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Print the whole report as CSV.
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// Add a user to a group until an expiry.
+    Create {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        group: String,
+        /// How long, like `90m`, `8h` or `2d`.
+        #[arg(
+            long,
+            conflicts_with = "expires_at",
+            required_unless_present = "expires_at"
+        )]
+        duration: Option<String>,
+        /// RFC 3339 time, like 2026-12-31T18:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    List {
+        #[command(flatten)]
+        server: Server,
+        /// active, expiring, expired or revoked.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Revoke a grant now.
+    Revoke {
+        #[command(flatten)]
+        server: Server,
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Group sync: a YAML or JSON file, `groups: {<group name or id>: [emails]}`
+    /// (optionally `prune: true`).
+    #[arg(short = 'f', long = "file", conflicts_with = "deprovision_inactive")]
+    pub file: Option<PathBuf>,
+    /// Also remove members the file leaves out.
+    #[arg(long)]
+    pub prune: bool,
+    /// Instead: deprovision users inactive for --days days.
+    #[arg(long)]
+    pub deprovision_inactive: bool,
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// With --deprovision-inactive: admins too.
+    #[arg(long)]
+    pub include_admins: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub server: Server,
+    pub plan_id: String,
 }
 
 /// Where the server is and who is asking.

@@ -2,6 +2,7 @@
 
 mod demo;
 mod directory;
+mod governance;
 mod healthcheck;
 mod keys;
 mod serve;
@@ -58,6 +59,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(args).await,
         Command::Events(args) => sync::events(args).await,
         Command::Webhooks(command) => webhooks::run(command).await,
+        Command::Reports(args) => governance::reports(args).await,
+        Command::Grants(command) => governance::grants(command).await,
+        Command::Plan(args) => governance::plan(args).await,
+        Command::Apply(args) => governance::apply(args).await,
         Command::ExportOpenapi => {
             println!("{}", rollcall_server::openapi().to_pretty_json()?);
             Ok(ExitCode::SUCCESS)
