@@ -269,6 +269,31 @@ impl TestApp {
     pub fn metabase_event(&self, event: &str) -> u64 {
         self.metabase.control().counters.event(event)
     }
+
+    /// Every request the Metabase simulator has answered.
+    pub fn metabase_requests(&self) -> u64 {
+        self.metabase.control().counters.snapshot().total
+    }
+
+    /// `GET path` (like `/audit-log?limit=5`) with tenant acme's key, as JSON.
+    pub async fn http_get_json(&self, path: &str) -> Value {
+        let answer = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        answer.json().await.unwrap()
+    }
+
+    /// Mode with its Discovery API token, so activity is known.
+    pub fn mode_link_body_with_discovery(&self) -> Value {
+        let mut body = self.mode_link_body();
+        body["credentials"]["discovery_token"] = json!(self.mode.fixtures().discovery_token);
+        body
+    }
 }
 
 /// The `rollcall` executable built for this test run.

@@ -9,6 +9,7 @@ mod accounts;
 mod audit_log;
 mod cli;
 mod crash;
+mod governance;
 mod health;
 mod helpers;
 mod keys;
