@@ -37,13 +37,13 @@ impl ClientError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Health {
     pub status: String,
 }
 
 /// An integrated account as the API returns it.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Account {
     pub id: String,
     pub provider: String,
@@ -59,7 +59,7 @@ pub struct Account {
 }
 
 /// The contract's list envelope.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Page<T> {
     pub result: Vec<T>,
     pub next_cursor: Option<String>,
@@ -70,21 +70,21 @@ pub struct Page<T> {
 
 pub use rollcall_core::unified::{Group, GroupMembership, Me, Role, User};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LinkToken {
     pub token: String,
     pub url: String,
     pub expires_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SyncStarted {
     pub sync_run_id: String,
     pub queued: bool,
 }
 
 /// `GET /sync-runs/{id}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct SyncRun {
     pub id: String,
     pub integrated_account_id: String,
@@ -108,7 +108,7 @@ impl SyncRun {
 }
 
 /// One change event.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Event {
     pub id: String,
     #[serde(rename = "type")]
@@ -119,7 +119,7 @@ pub struct Event {
 }
 
 /// `GET /events`: the cursor is always there, to ask again later.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EventPage {
     pub result: Vec<Event>,
     pub next_cursor: String,
@@ -127,7 +127,7 @@ pub struct EventPage {
     pub has_more: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Webhook {
     pub id: String,
     pub url: String,
@@ -137,7 +137,7 @@ pub struct Webhook {
     pub secret: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Delivery {
     pub id: String,
     pub event_id: String,

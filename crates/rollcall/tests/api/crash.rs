@@ -186,3 +186,88 @@ async fn a_sync_killed_midway_finishes_after_restart_with_each_event_once() {
         "{new:?}"
     );
 }
+
+#[tokio::test]
+async fn a_grant_that_expires_while_rollcall_is_down_ends_right_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let metabase = MetabaseSim::new(MetabaseSimConfig {
+        users: 10,
+        ..MetabaseSimConfig::default()
+    })
+    .unwrap()
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let key = command(dir.path(), &["keys", "create", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let api = Client::new(&format!("http://127.0.0.1:{port}")).with_api_key(&key);
+
+    let node = serve(dir.path(), port).await;
+    let f = metabase.fixtures();
+    let account = api
+        .create_account(&json!({
+            "provider": "metabase",
+            "config": { "base_url": metabase.base_url() },
+            "credentials": { "api_key": f.admin_api_key },
+        }))
+        .await
+        .unwrap();
+    let groups = api.groups(&account.id, "limit=1000").await.unwrap().result;
+    let group = groups.iter().find(|g| !g.is_builtin).unwrap().id.clone();
+    let in_group = |api: Client, account: String, group: String| async move {
+        api.memberships(&account, &format!("group_id={group}&limit=1000"))
+            .await
+            .unwrap()
+            .result
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect::<Vec<_>>()
+    };
+    let before = in_group(api.clone(), account.id.clone(), group.clone()).await;
+    let users = api
+        .users(&account.id, "status=active&limit=1000")
+        .await
+        .unwrap();
+    let user = users
+        .result
+        .iter()
+        .find(|u| !before.contains(&u.id) && !u.is_admin)
+        .unwrap()
+        .id
+        .clone();
+    let grant = api
+        .create_grant(&json!({
+            "integrated_account_id": account.id, "user_id": user, "group_id": group,
+            "duration_seconds": 2,
+        }))
+        .await
+        .unwrap();
+    drop(node); // SIGKILL while the grant is active
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let _node = serve(dir.path(), port).await;
+    let restarted = std::time::Instant::now();
+    loop {
+        let now = api.grant(&grant.id).await.unwrap();
+        if now.status == "expired" {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(3),
+            "not ended within a tick or two of the restart: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = in_group(api.clone(), account.id.clone(), group.clone()).await;
+    assert!(!after.contains(&user), "the membership is gone");
+    let ends = all_events(&api)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == "access_grant.expired")
+        .count();
+    assert_eq!(ends, 1, "ended once");
+}
