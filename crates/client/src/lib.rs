@@ -284,6 +284,16 @@ impl Client {
         self.unified_list("users", account, query).await
     }
 
+    /// Creates a user (Mode: an invitation); `body` as in the contract.
+    pub async fn create_user(&self, account: &str, body: &Value) -> Result<User, ClientError> {
+        self.call(
+            Method::POST,
+            &unified_path("users", account, ""),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn user(&self, account: &str, id: &str) -> Result<User, ClientError> {
         self.call(
             Method::GET,

@@ -97,6 +97,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("linking the simulated Metabase account")?;
 
+    // A few people use both tools, as in any company: the people report
+    // joins them by email.
+    let shared = share_people(&client, &mode_account.id, &metabase_account.id).await?;
+    let desired =
+        write_desired_file(&args.data_dir, &client, &metabase_account.id, &shared).await?;
+    // The first syncs run in the background; reports read their snapshots.
+    for account in [&mode_account.id, &metabase_account.id] {
+        client
+            .start_sync(account)
+            .await
+            .context("queueing the first sync")?;
+    }
+
     let auth = format!("Authorization: Bearer {}", key.key.expose_secret());
     // The binary that is running now, so the printed commands work as they are.
     let me = std::env::current_exe()
@@ -124,6 +137,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
            {me} users list --account {mb_id} --cache --admin true\n  \
            {me} events\n\
          \n\
+         Governance (once the first syncs are done; `{me} sync --account ID` waits for one):\n  \
+           {me} reports people\n  \
+           {me} reports admins\n  \
+           {me} reports inactive --days 30\n  \
+           {me} grants create --account {mb_id} --user <user id> --group <group id> --duration 1h --reason 'on call'\n  \
+           {me} plan --account {mb_id} -f {desired}\n  \
+           {me} apply <plan id>\n\
+         \n\
          Or the HTTP API:\n  \
            curl -H '{auth}' '{api}/unified/user-directory/users?integrated_account_id={mb_id}&limit=3'\n  \
            curl -H '{auth}' '{api}/unified/user-directory/groups?integrated_account_id={mode_id}'\n  \
@@ -138,6 +159,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         dir = args.data_dir.display(),
         key = key.key.expose_secret(),
         users = args.users,
+        desired = desired.display(),
     );
     shutdown_signal().await;
     let _ = stop.send(());
@@ -146,4 +168,58 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     metabase.stop().await;
     eprintln!("demo stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Gives the first few Mode members a Metabase account with the same email
+/// (through Rollcall, so it is audited like any change); their emails.
+async fn share_people(
+    client: &Client,
+    mode_account: &str,
+    metabase_account: &str,
+) -> anyhow::Result<Vec<String>> {
+    let members = client
+        .users(mode_account, "status=active&limit=4")
+        .await
+        .context("listing the Mode members")?;
+    let mut emails = Vec::new();
+    for member in members.result {
+        // Mode lists members without emails; the full user has one.
+        let user = client.user(mode_account, &member.id).await?;
+        let Some(email) = user.email else { continue };
+        let body = json!({
+            "email": email, "first_name": user.first_name, "last_name": user.last_name,
+        });
+        client
+            .create_user(metabase_account, &body)
+            .await
+            .with_context(|| format!("giving {email} a Metabase account"))?;
+        emails.push(email);
+    }
+    Ok(emails)
+}
+
+/// An example group-sync file for `rollcall plan -f`: the shared people as
+/// the members of Metabase's first custom group.
+async fn write_desired_file(
+    dir: &std::path::Path,
+    client: &Client,
+    metabase_account: &str,
+    people: &[String],
+) -> anyhow::Result<std::path::PathBuf> {
+    let groups = client.groups(metabase_account, "limit=100").await?;
+    let group = groups
+        .result
+        .iter()
+        .find(|g| !g.is_builtin)
+        .map_or("Analysts".to_owned(), |g| g.name.clone());
+    let mut text = format!(
+        "# Who should be in Metabase's `{group}` group. `rollcall plan -f` shows the\n\
+         # changes; prune: true also removes members not listed here.\nprune: false\ngroups:\n  \"{group}\":\n"
+    );
+    for email in people {
+        text.push_str(&format!("    - {email}\n"));
+    }
+    let path = dir.join("desired.yaml");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
