@@ -17,7 +17,7 @@ use rollcall_store::{
     StoreError,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::events::new_event;
 use crate::runner::with_lease;
@@ -292,11 +292,6 @@ async fn expire(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) -> Result<(), S
         }
     }
     Ok(())
-}
-
-/// The grant as an event's or audit row's JSON.
-pub fn grant_json(row: &GrantRow) -> Value {
-    serde_json::to_value(AccessGrant::from_row(row)).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

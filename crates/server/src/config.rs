@@ -449,6 +449,29 @@ mod tests {
     }
 
     #[test]
+    fn role_overrides_come_from_the_file_and_bad_ones_stop_the_load() {
+        use rollcall_core::Provider;
+        use rollcall_core::unified::RoleType;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rollcall.toml");
+        std::fs::write(&file, "[roles.metabase]\ngroup_manager = \"admin\"\n").unwrap();
+        let s = Settings::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            s.roles.type_of(Provider::Metabase, "group_manager"),
+            RoleType::Admin
+        );
+        assert_eq!(s.roles.type_of(Provider::Mode, "member"), RoleType::Member);
+        std::fs::write(&file, "[roles.mode]\nadmin = \"owner\"\n").unwrap();
+        let err = Settings::load(Some(&file), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("roles.mode.admin") && err.contains("owner"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rollcall.toml");

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use rollcall_client::{Client, Grant};
-use rollcall_core::{MockClock, SharedClock};
+use rollcall_core::{Clock as _, MockClock, SharedClock, SystemClock};
 use rollcall_server::Settings;
 use serde_json::{Value, json};
 
@@ -16,7 +16,8 @@ use crate::helpers::{Options, TestApp, clear_faults, fault, rollcall_bin, spawn_
 use crate::sync::{all_events, sync};
 
 fn mock_clock() -> (MockClock, SharedClock) {
-    let clock = MockClock::new(Timestamp::now());
+    // Starts at the real time: the simulators' seeded activity is recent.
+    let clock = MockClock::new(SystemClock.now());
     let shared: SharedClock = Arc::new(clock.clone());
     (clock, shared)
 }
