@@ -249,6 +249,58 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
         );
     }
 
+    // Governance: once the first Mode sync is in, the printed people report
+    // joins the people the demo gave accounts in both tools.
+    let people_command = banner
+        .iter()
+        .find(|l| l.trim_end().ends_with(" reports people"))
+        .expect("a people report command is printed");
+    let joined = (0..120).find_map(|_| {
+        let output = run(&format!("{} --json", people_command.trim()));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let people: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let both = people
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["accounts"].as_array().unwrap().len() == 2)
+            .count();
+        if both > 0 {
+            return Some(both);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        None
+    });
+    assert!(
+        joined.is_some_and(|n| n >= 2),
+        "people in both tools: {joined:?}"
+    );
+    for report in [" reports admins", " reports inactive --days 30"] {
+        let command = banner
+            .iter()
+            .find(|l| l.trim_end().ends_with(report))
+            .unwrap();
+        let output = run(command);
+        assert!(output.status.success(), "{command}");
+        assert!(String::from_utf8_lossy(&output.stdout).starts_with("PROVIDER "));
+    }
+    let plan_command = banner
+        .iter()
+        .find(|l| l.contains(" plan --account "))
+        .expect("a plan command is printed");
+    let planned = run(plan_command);
+    let table = String::from_utf8_lossy(&planned.stdout);
+    assert!(
+        planned.status.success(),
+        "{plan_command}: {}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    assert!(table.contains("add_group_membership"), "{table}");
+
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
