@@ -11,6 +11,10 @@
 #[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 pub mod conformance;
 pub mod governance;
+pub mod postgres;
+mod postgres_governance;
+mod postgres_store;
+mod postgres_sync;
 pub mod rows;
 pub mod sqlite;
 mod sqlite_governance;
@@ -30,6 +34,7 @@ pub use rows::{
     AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditFilter, AuditOutcome, AuditRow,
     IdempotencyClaim, LinkTokenRow, SealedCredential, TenantRow,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use sync::{
     CachedGroupRow, CachedRoleRow, CachedUserFilter, CachedUserRow, DeliveryOutcome, DeliveryRow,
@@ -40,11 +45,12 @@ pub use sync::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL `{0}` (expected sqlite://PATH)")]
+    #[error("unsupported database URL `{0}` (expected sqlite://PATH or postgres://...)")]
     UnsupportedUrl(String),
     #[error("a {what} with that {field} already exists")]
     Conflict {
@@ -180,6 +186,8 @@ pub trait Store: SyncStore + GovernanceStore + Send + Sync + std::fmt::Debug + '
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(redact_url(url)))
     }
