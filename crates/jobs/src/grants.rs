@@ -129,23 +129,29 @@ pub enum Removal {
     AlreadyGone,
     /// Left in place, and why.
     Kept(&'static str),
+    /// The grant had ended already (revoked or expired meanwhile).
+    GrantEnded,
 }
 
-/// Removes the membership `grant` added, unless it predates the grant or
-/// another live grant still holds it.
+/// Ends `grant`'s hold on its membership and removes the membership,
+/// unless it predates the grant or another active grant still holds it.
+/// The grant is `expiring` from here until its end is recorded; `retry_now`
+/// (a revocation) has its job retry at once should this removal fail.
 pub async fn end_membership(
     store: &dyn Store,
     directory: &dyn Directory,
     grant: &GrantRow,
+    now: i64,
+    retry_now: bool,
 ) -> Result<Removal, EndError> {
+    let Some(others_active) = store.begin_grant_end(&grant.id, now, retry_now).await? else {
+        return Ok(Removal::GrantEnded);
+    };
     if grant.preexisting {
         return Ok(Removal::Kept("the membership predates the grant"));
     }
-    let others = store
-        .live_grants_on(&grant.account_id, &grant.group_id, &grant.user_id)
-        .await?;
-    if others.iter().any(|g| g.id != grant.id) {
-        return Ok(Removal::Kept("another live grant holds the membership"));
+    if others_active {
+        return Ok(Removal::Kept("another active grant holds the membership"));
     }
     let id = GroupMembership::id_for(&grant.group_id, &grant.user_id);
     match directory.remove_group_membership(&id).await {
@@ -175,7 +181,7 @@ pub fn removal_audit(
     let (outcome, detail) = match outcome {
         Ok(Removal::Removed) => (AuditOutcome::Success, None),
         // Nothing was changed at the vendor: nothing to audit.
-        Ok(Removal::AlreadyGone | Removal::Kept(_)) => return None,
+        Ok(Removal::AlreadyGone | Removal::Kept(_) | Removal::GrantEnded) => return None,
         Err(message) => (AuditOutcome::Failure, Some(message.to_owned())),
     };
     Some(AuditRow {
@@ -239,10 +245,11 @@ async fn expire(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) -> Result<(), S
         }
     };
     let actor = format!("system:access_grant:{}", grant.id);
+    let started = inner.clock.now_millis();
     let outcome = match inner.opener.open(tenant, &grant.account_id).await {
         Ok((_, account)) => {
             let directory = account.directory();
-            match end_membership(store, &*directory, &grant).await {
+            match end_membership(store, &*directory, &grant, started, false).await {
                 Ok(removal) => Ok(removal),
                 Err(EndError::Store(e)) => return Err(e),
                 Err(EndError::Vendor(e)) => Err(describe(&e)),
@@ -261,6 +268,9 @@ async fn expire(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) -> Result<(), S
         store.append_audit(&row).await?;
     }
     match outcome {
+        Ok(Removal::GrantEnded) => {
+            store.finish_job(lease, JobStatus::Done, None, now).await?;
+        }
         Ok(removal) => {
             let mut ended = grant.clone();
             ended.status = GrantStatus::Expired;

@@ -11,7 +11,7 @@ use rollcall_core::ErrorCode;
 use rollcall_core::error::ErrorEnvelope;
 use rollcall_core::id::AccountId;
 use rollcall_jobs::grants::{
-    AccessGrant, EndError, end_membership, expiry_job, grant_event, removal_audit,
+    AccessGrant, EndError, Removal, end_membership, expiry_job, grant_event, removal_audit,
 };
 use rollcall_store::{GrantEnd, GrantFilter, GrantRow, GrantStatus};
 use serde::Deserialize;
@@ -211,10 +211,7 @@ async fn list(
     let account_id = p
         .integrated_account_id
         .as_deref()
-        .map(|a| {
-            AccountId::parse(a)
-                .map_err(|_| ApiError::invalid_request(format!("`{a}` is not an account id")))
-        })
+        .map(|a| AccountId::parse(a).map_err(|_| ApiError::not_found("no such integrated account")))
         .transpose()?;
     let query = format!(
         "grants|{}|{}|{}",
@@ -228,6 +225,15 @@ async fn list(
         .as_deref()
         .map(|c| codec.decode(c, &query))
         .transpose()?;
+    if let Some(account) = &account_id
+        && state
+            .store
+            .account(&caller.tenant_id, account)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::not_found("no such integrated account"));
+    }
     let filter = GrantFilter { account_id, status };
     let rows = state
         .store
@@ -263,8 +269,9 @@ async fn fetch(
 }
 
 /// Revoke a grant now: its membership is removed (unless the user had it
-/// before, or another live grant holds it). A grant that already ended is
-/// returned as it is.
+/// before, or another active grant holds it). A grant that already ended is
+/// returned as it is. If the vendor fails, the error is returned and the
+/// grant stays `expiring` while its removal is retried in the background.
 #[utoipa::path(delete, path = "/access-grants/{id}", tag = "access grants", params(("id" = String, Path)),
     responses((status = 200, body = AccessGrant), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, description = "provider_auth_failed", body = ErrorEnvelope), (status = 429, description = "provider_rate_limited", body = ErrorEnvelope), (status = 502, description = "provider_error", body = ErrorEnvelope), (status = 503, description = "provider_unavailable", body = ErrorEnvelope)))]
 async fn revoke(
@@ -279,7 +286,8 @@ async fn revoke(
     }
     let t = target(&state, &caller, grant.account_id.as_str()).await?;
     let directory = t.directory();
-    let removal = end_membership(&*state.store, &*directory, &grant).await;
+    let started = state.clock.now_millis();
+    let removal = end_membership(&*state.store, &*directory, &grant, started, true).await;
     drop(directory);
     let now = state.clock.now_millis();
     let removal = match removal {
@@ -291,6 +299,12 @@ async fn revoke(
                 Ok(()) => ApiError::new(ErrorCode::ProviderError, "the vendor refused the removal"),
             };
             let detail = format!("{}: {}", error.code, error.message);
+            // The grant is ending: its job retries the removal from now on.
+            state
+                .store
+                .note_grant_error(&grant.id, &detail, now)
+                .await?;
+            state.jobs.wake();
             let audit = removal_audit(
                 &grant,
                 &caller.actor(),
@@ -304,6 +318,12 @@ async fn revoke(
             return Err(error);
         }
     };
+    if removal == Removal::GrantEnded {
+        // Expired or revoked meanwhile: show how it ended.
+        return Ok(Json(AccessGrant::from_row(
+            &find(&state, &caller, &id).await?,
+        )));
+    }
     if let Some(row) = removal_audit(
         &grant,
         &caller.actor(),

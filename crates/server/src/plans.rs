@@ -610,6 +610,13 @@ async fn apply(
         }
     };
     let auditor = Auditor::new(&state, &caller, &request_id, &t);
+    // Deprovisioning trusts activity only while the snapshot shows it (a
+    // sync whose Discovery API read failed does not).
+    let activity_known = state
+        .store
+        .snapshot_state(&t.row.id)
+        .await?
+        .is_some_and(|s| s.activity_exposed);
     let mut results = Vec::with_capacity(stored.changes.len());
     for change in &stored.changes {
         let group = change.group_id.as_deref().unwrap_or_default();
@@ -657,6 +664,17 @@ async fn apply(
                     }
                 }
             }
+            ChangeAction::DeprovisionUser if !activity_known => {
+                results.push(ChangeResult {
+                    index: change.index,
+                    status: "skipped".into(),
+                    detail: Some(
+                        "the last sync could not read activity; not deprovisioned blind".into(),
+                    ),
+                    error: None,
+                });
+                continue;
+            }
             ChangeAction::DeprovisionUser => {
                 // Someone may have come back since the plan was made.
                 let current = state.store.cached_user(&t.row.id, &change.user_id).await?;
@@ -686,6 +704,10 @@ async fn apply(
             }
         };
         results.push(result(change.index, outcome));
+        state
+            .store
+            .touch_plan(&plan.id, state.clock.now_millis())
+            .await?;
     }
     let failed = results.iter().any(|r| r.status == "failed");
     let status = if failed {

@@ -1451,6 +1451,62 @@ pub async fn grants_end_once_with_their_job_and_event(store: &dyn Store) {
     );
 }
 
+pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store: &dyn Store) {
+    let a = linked(store).await;
+    for id in ["ag_a", "ag_b"] {
+        let expiry = job("grant_expiry", Some(&a), 1_000);
+        store
+            .insert_grant(
+                &grant(&a, id, &expiry.id, false),
+                &expiry,
+                &event(&a.tenant_id, Some(&a.id), "access_grant.activated"),
+            )
+            .await
+            .expect("grant");
+    }
+    // The first to end sees the other still active: the membership stays.
+    assert_eq!(
+        store
+            .begin_grant_end("ag_a", 1_000, false)
+            .await
+            .expect("begin"),
+        Some(true)
+    );
+    // The second sees only a grant on its way out: it removes it.
+    assert_eq!(
+        store
+            .begin_grant_end("ag_b", 1_000, true)
+            .await
+            .expect("begin"),
+        Some(false)
+    );
+    assert_eq!(
+        store
+            .grant(&a.tenant_id, "ag_b")
+            .await
+            .expect("read")
+            .expect("grant")
+            .status,
+        crate::GrantStatus::Expiring
+    );
+    let revoked = event(&a.tenant_id, Some(&a.id), "access_grant.revoked");
+    let end = crate::GrantEnd {
+        grant_id: "ag_b",
+        to: crate::GrantStatus::Revoked,
+        event: &revoked,
+        lease: None,
+        now: 1_001,
+    };
+    assert!(store.end_grant(&end).await.expect("end"));
+    assert_eq!(
+        store
+            .begin_grant_end("ag_b", 1_002, false)
+            .await
+            .expect("begin"),
+        None
+    );
+}
+
 pub async fn revoking_a_grant_cancels_its_expiry(store: &dyn Store) {
     let a = linked(store).await;
     let expiry = job("grant_expiry", Some(&a), 5_000);
@@ -1700,9 +1756,52 @@ macro_rules! store_conformance_suite {
             webhook_deliveries_queue_claim_and_retry,
             grants_end_once_with_their_job_and_event,
             revoking_a_grant_cancels_its_expiry,
+            of_two_grants_ending_at_once_the_later_removes_the_membership,
             plans_apply_once_and_go_stale_with_the_snapshot,
             report_reads_join_a_tenants_accounts_by_email,
         );
+    };
+    // `$make` gives `Option<store>`: `None` (a backend that was not asked
+    // for; `$make` says so) passes every case without running it.
+    (optional $make:expr) => {
+        $crate::store_conformance_suite!(@optional $make; @list);
+    };
+    (@optional $make:expr; @list) => {
+        $crate::store_conformance_suite!(@optional_cases $make;
+            migrations_are_idempotent,
+            tenants_round_trip,
+            tenant_names_are_unique,
+            api_keys_round_trip_and_belong_to_a_tenant,
+            accounts_are_visible_only_to_their_tenant,
+            accounts_list_in_pages_with_filters,
+            account_updates_and_status_changes,
+            resealing_is_compare_and_set,
+            audit_rows_append_and_read_newest_first,
+            link_tokens_are_spent_once_with_the_account,
+            idempotency_keys_claim_replay_and_expire,
+            audit_rows_filter_and_page_newest_first,
+            jobs_are_claimed_once_and_reclaimed_after_their_lease,
+            one_sync_per_account_is_queued_at_a_time,
+            sync_commits_are_atomic_and_need_the_lease,
+            cached_users_page_by_keyset_with_filters,
+            events_read_in_order_per_tenant,
+            webhook_deliveries_queue_claim_and_retry,
+            grants_end_once_with_their_job_and_event,
+            revoking_a_grant_cancels_its_expiry,
+            of_two_grants_ending_at_once_the_later_removes_the_membership,
+            plans_apply_once_and_go_stale_with_the_snapshot,
+            report_reads_join_a_tenants_accounts_by_email,
+        );
+    };
+    (@optional_cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                if let Some(store) = $make.await {
+                    $crate::conformance::$case(&*store).await;
+                }
+            }
+        )*
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(

@@ -199,7 +199,19 @@ pub trait GovernanceStore: Send + Sync {
     /// transaction; false (nothing written) if the grant had already ended
     /// or the lease is lost.
     async fn end_grant(&self, end: &GrantEnd<'_>) -> Result<bool, StoreError>;
-    /// Marks a grant whose removal failed as `expiring`, with the reason.
+    /// Starts ending a live grant: it turns `expiring` (no longer holding
+    /// its membership), and the answer says whether another grant on the
+    /// same membership is still `active` (then the membership stays). Done
+    /// under a lock on the membership's grants, so of two grants ending at
+    /// once exactly the later one sees no other holder. `None` if the grant
+    /// had already ended. `retry_now` moves its expiry job to `now`.
+    async fn begin_grant_end(
+        &self,
+        id: &str,
+        now: i64,
+        retry_now: bool,
+    ) -> Result<Option<bool>, StoreError>;
+    /// Records why removing an ending grant's membership failed.
     async fn note_grant_error(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError>;
 
     // ---- plans ----
@@ -223,6 +235,9 @@ pub trait GovernanceStore: Send + Sync {
         now: i64,
         abandoned_before: i64,
     ) -> Result<Option<PlanClaim>, StoreError>;
+    /// Marks an `applying` plan as still being worked on (so it is not
+    /// taken for abandoned).
+    async fn touch_plan(&self, id: &str, now: i64) -> Result<(), StoreError>;
     /// Records what applying did.
     async fn finish_plan(
         &self,

@@ -30,11 +30,11 @@ pub use governance::{
     GovernanceStore, GrantEnd, GrantFilter, GrantRow, GrantStatus, PlanClaim, PlanRow, PlanStatus,
     SnapshotState,
 };
+pub use postgres::PgStore;
 pub use rows::{
     AccountFilter, AccountRow, AccountStatus, ApiKeyRow, AuditFilter, AuditOutcome, AuditRow,
     IdempotencyClaim, LinkTokenRow, SealedCredential, TenantRow,
 };
-pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use sync::{
     CachedGroupRow, CachedRoleRow, CachedUserFilter, CachedUserRow, DeliveryOutcome, DeliveryRow,

@@ -218,6 +218,59 @@ impl GovernanceStore for PgStore {
         Ok(true)
     }
 
+    async fn begin_grant_end(
+        &self,
+        id: &str,
+        now: i64,
+        retry_now: bool,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let grant = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM access_grants WHERE id = $1 FOR UPDATE"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(grant_from)
+        .transpose()?;
+        let Some(grant) = grant.filter(|g| g.status.is_live()) else {
+            return Ok(None);
+        };
+        // Every live grant on the membership, locked: grants ending at the
+        // same moment take their turns here.
+        let holders: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, status FROM access_grants WHERE account_id = $1 AND group_id = $2 \
+             AND user_id = $3 AND status IN ('active', 'expiring') ORDER BY id FOR UPDATE",
+        )
+        .bind(grant.account_id.as_str())
+        .bind(&grant.group_id)
+        .bind(&grant.user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE access_grants SET status = 'expiring', updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if retry_now {
+            sqlx::query(
+                "UPDATE jobs SET run_at = $1, updated_at = $2 WHERE id = $3 AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(&grant.job_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(
+            holders
+                .iter()
+                .any(|(other, status)| other != id && status == "active"),
+        ))
+    }
+
     async fn note_grant_error(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE access_grants SET status = 'expiring', last_error = $1, updated_at = $2 \
@@ -337,6 +390,15 @@ impl GovernanceStore for PgStore {
         plan.status = PlanStatus::Applying;
         plan.updated_at = now;
         Ok(Some(PlanClaim::Claimed(plan)))
+    }
+
+    async fn touch_plan(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE plans SET updated_at = $1 WHERE id = $2 AND status = 'applying'")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     async fn finish_plan(

@@ -191,7 +191,7 @@ pub(crate) async fn holds(
     lease: &Lease,
 ) -> Result<bool, StoreError> {
     let held: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM jobs WHERE id = $1 AND lease_owner = $2 AND status = 'running' FOR UPDATE",
+        "SELECT 1::bigint FROM jobs WHERE id = $1 AND lease_owner = $2 AND status = 'running' FOR UPDATE",
     )
     .bind(&lease.job_id)
     .bind(&lease.owner)
@@ -736,9 +736,8 @@ impl SyncStore for PgStore {
         // Only the filters in use go into the statement (PostgreSQL must
         // know every parameter's type), each shape answered by an index in
         // user-id order.
-        let mut sql = String::from(
-            "SELECT u.user_id, u.email, u.status, u.is_admin, u.data_json FROM ",
-        );
+        let mut sql =
+            String::from("SELECT u.user_id, u.email, u.status, u.is_admin, u.data_json FROM ");
         let mut n = 2;
         let mut next = || {
             n += 1;

@@ -218,6 +218,59 @@ impl GovernanceStore for SqliteStore {
         Ok(true)
     }
 
+    async fn begin_grant_end(
+        &self,
+        id: &str,
+        now: i64,
+        retry_now: bool,
+    ) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let grant = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM access_grants WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(grant_from)
+        .transpose()?;
+        let Some(grant) = grant.filter(|g| g.status.is_live()) else {
+            return Ok(None);
+        };
+        // Every live grant on the membership, locked: grants ending at the
+        // same moment take their turns here.
+        let holders: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, status FROM access_grants WHERE account_id = ? AND group_id = ? \
+             AND user_id = ? AND status IN ('active', 'expiring') ORDER BY id",
+        )
+        .bind(grant.account_id.as_str())
+        .bind(&grant.group_id)
+        .bind(&grant.user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE access_grants SET status = 'expiring', updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if retry_now {
+            sqlx::query(
+                "UPDATE jobs SET run_at = ?, updated_at = ? WHERE id = ? AND status = 'queued'",
+            )
+            .bind(now)
+            .bind(now)
+            .bind(&grant.job_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(
+            holders
+                .iter()
+                .any(|(other, status)| other != id && status == "active"),
+        ))
+    }
+
     async fn note_grant_error(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE access_grants SET status = 'expiring', last_error = ?, updated_at = ? \
@@ -337,6 +390,15 @@ impl GovernanceStore for SqliteStore {
         plan.status = PlanStatus::Applying;
         plan.updated_at = now;
         Ok(Some(PlanClaim::Claimed(plan)))
+    }
+
+    async fn touch_plan(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE plans SET updated_at = ? WHERE id = ? AND status = 'applying'")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
     }
 
     async fn finish_plan(
