@@ -69,6 +69,22 @@ impl RetryPolicy {
     }
 }
 
+/// A rate-limit window shared by every process that calls a vendor with the
+/// same credential (several Rollcall nodes on one database): each send is
+/// recorded there too, so together they stay within the vendor's limit.
+#[async_trait::async_trait]
+pub trait SharedWindow: Send + Sync + std::fmt::Debug {
+    /// Records a send for `key` at `now` if fewer than `limit` sends fall in
+    /// the `window_ms` before it; otherwise the time room opens up.
+    async fn try_send(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, String>;
+}
+
 /// Everything vendor-facing that is shared across calls in the process.
 #[derive(Debug, Default)]
 pub struct VendorGuards {
@@ -76,6 +92,7 @@ pub struct VendorGuards {
     pub policy: RetryPolicy,
     limiters: Mutex<HashMap<String, Arc<Limiter>>>,
     breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+    shared: Option<Arc<dyn SharedWindow>>,
 }
 
 impl VendorGuards {
@@ -86,10 +103,22 @@ impl VendorGuards {
         }
     }
 
+    /// Every limiter also records its sends in `shared`, so other
+    /// processes using the same credentials see them.
+    pub fn with_shared_window(mut self, shared: Arc<dyn SharedWindow>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
     /// The limiter of one credential, created with `limit` per `window` on
     /// first use (`None`: no limit known).
     pub(crate) fn limiter(&self, key: &str, limit: Option<(u32, Duration)>) -> Arc<Limiter> {
-        let make = || Arc::new(Limiter::new(limit));
+        let shared = self.shared.clone().map(|s| (s, key.to_owned()));
+        let make = || {
+            let mut limiter = Limiter::new(limit);
+            limiter.shared = shared.clone();
+            Arc::new(limiter)
+        };
         match self.limiters.lock() {
             Ok(mut map) => {
                 let limiter = map.entry(key.to_owned()).or_insert_with(make).clone();
@@ -133,6 +162,8 @@ pub struct RateSnapshot {
 #[derive(Debug)]
 pub(crate) struct Limiter {
     state: Mutex<LimiterState>,
+    /// The window other processes share, and this credential's key there.
+    shared: Option<(Arc<dyn SharedWindow>, String)>,
 }
 
 #[derive(Debug)]
@@ -144,6 +175,12 @@ struct LimiterState {
     sent: VecDeque<i64>,
     /// No request before this (a 429's `Retry-After`, an exhausted window).
     blocked_until: i64,
+}
+
+/// After the local window: ask the shared one, or wait until a time.
+enum SharedCheck {
+    Ask { limit: u32, window: i64 },
+    Wait(i64),
 }
 
 /// Why a limiter could not let a call through before its deadline.
@@ -164,6 +201,7 @@ impl Limiter {
                 sent: VecDeque::new(),
                 blocked_until: 0,
             }),
+            shared: None,
         }
     }
 
@@ -215,9 +253,35 @@ impl Limiter {
                 let ready_at = full_until.max(s.blocked_until);
                 if ready_at <= now {
                     s.sent.push_back(now);
-                    return Ok(());
+                    match (&self.shared, s.limit) {
+                        (Some(_), Some(limit)) => SharedCheck::Ask { limit, window },
+                        _ => return Ok(()),
+                    }
+                } else {
+                    SharedCheck::Wait(ready_at)
                 }
-                ready_at
+            };
+            // Room here; the shared window has the last word.
+            let ready_at = match ready_at {
+                SharedCheck::Ask { limit, window } => {
+                    let Some((shared, key)) = &self.shared else {
+                        return Ok(());
+                    };
+                    match shared.try_send(key, limit, window, now).await {
+                        Ok(None) => return Ok(()),
+                        Ok(Some(at)) => {
+                            self.unrecord(now);
+                            at.max(now + 1)
+                        }
+                        // The shared window is out of reach: this process's
+                        // own limit still holds; the vendor's 429 does the rest.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "shared rate-limit window unavailable");
+                            return Ok(());
+                        }
+                    }
+                }
+                SharedCheck::Wait(at) => at,
             };
             if ready_at > deadline_ms {
                 return Err(NoRoom {
@@ -230,6 +294,15 @@ impl Limiter {
                 u64::try_from(ready_at - now).unwrap_or(0),
             ))
             .await;
+        }
+    }
+
+    /// Takes back a send recorded at `at` that did not go out.
+    fn unrecord(&self, at: i64) {
+        if let Ok(mut s) = self.state.lock()
+            && let Some(pos) = s.sent.iter().rposition(|&t| t == at)
+        {
+            s.sent.remove(pos);
         }
     }
 

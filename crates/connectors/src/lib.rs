@@ -21,5 +21,5 @@ pub use directory::{
     NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
 };
 pub use error::{ConnectorError, Remote};
-pub use guard::{RateSnapshot, RetryPolicy, VendorGuards};
+pub use guard::{RateSnapshot, RetryPolicy, SharedWindow, VendorGuards};
 pub use http::VendorHttp;

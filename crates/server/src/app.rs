@@ -57,7 +57,14 @@ impl AppState {
             ..RetryPolicy::default()
         };
         let vault = Arc::new(vault);
-        let guards = Arc::new(VendorGuards::new(policy));
+        let mut guards = VendorGuards::new(policy);
+        // Several nodes share a PostgreSQL database: they share each
+        // credential's rate-limit window too. (SQLite is one node.)
+        if store.backend() == rollcall_store::Backend::Postgres {
+            guards =
+                guards.with_shared_window(Arc::new(crate::ratelimit::StoreWindow(store.clone())));
+        }
+        let guards = Arc::new(guards);
         let opener = background::Opener {
             store: store.clone(),
             vault: vault.clone(),

@@ -39,3 +39,29 @@ pub async fn middleware(request: Request, next: Next) -> Response {
     }
     response
 }
+
+/// The vendor rate-limit window every node on one database shares (kept in
+/// the store, under a hash of each credential's key).
+#[derive(Debug)]
+pub struct StoreWindow(pub Arc<dyn rollcall_store::Store>);
+
+#[async_trait::async_trait]
+impl rollcall_connectors::SharedWindow for StoreWindow {
+    async fn try_send(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, String> {
+        use sha2::{Digest, Sha256};
+        let hashed: String = Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.0
+            .record_vendor_send(&hashed, limit, window_ms, now)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1276,6 +1276,24 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
     );
 }
 
+pub async fn vendor_sends_keep_a_sliding_window(store: &dyn Store) {
+    let send = |at: i64| store.record_vendor_send("cred", 2, 1_000, at);
+    assert_eq!(send(0).await.expect("send"), None);
+    assert_eq!(send(10).await.expect("send"), None);
+    // Full until the first send leaves the window.
+    assert_eq!(send(20).await.expect("send"), Some(1_000));
+    assert_eq!(
+        store
+            .record_vendor_send("other", 2, 1_000, 20)
+            .await
+            .expect("send"),
+        None,
+        "each credential has its own window"
+    );
+    assert_eq!(send(1_000).await.expect("send"), None);
+    assert_eq!(send(1_005).await.expect("send"), Some(1_010));
+}
+
 // ---- governance: grants, plans, reports ----
 
 fn grant(account: &AccountRow, id: &str, job_id: &str, preexisting: bool) -> crate::GrantRow {
@@ -1731,43 +1749,19 @@ pub async fn report_reads_join_a_tenants_accounts_by_email(store: &dyn Store) {
 
 /// Instantiates every conformance case as a `#[tokio::test]` against a
 /// backend. `$make` is an async expression giving a fresh, migrated store
-/// behind something that derefs to it (so it can own its temp files).
+/// behind something that derefs to it (so it can own its temp files); with
+/// `optional`, it gives an `Option` of one, and `None` (a backend that was
+/// not asked for, which `$make` says) passes every case without running it.
 #[macro_export]
 macro_rules! store_conformance_suite {
-    ($make:expr) => {
-        $crate::store_conformance_suite!(@cases $make;
-            migrations_are_idempotent,
-            tenants_round_trip,
-            tenant_names_are_unique,
-            api_keys_round_trip_and_belong_to_a_tenant,
-            accounts_are_visible_only_to_their_tenant,
-            accounts_list_in_pages_with_filters,
-            account_updates_and_status_changes,
-            resealing_is_compare_and_set,
-            audit_rows_append_and_read_newest_first,
-            link_tokens_are_spent_once_with_the_account,
-            idempotency_keys_claim_replay_and_expire,
-            audit_rows_filter_and_page_newest_first,
-            jobs_are_claimed_once_and_reclaimed_after_their_lease,
-            one_sync_per_account_is_queued_at_a_time,
-            sync_commits_are_atomic_and_need_the_lease,
-            cached_users_page_by_keyset_with_filters,
-            events_read_in_order_per_tenant,
-            webhook_deliveries_queue_claim_and_retry,
-            grants_end_once_with_their_job_and_event,
-            revoking_a_grant_cancels_its_expiry,
-            of_two_grants_ending_at_once_the_later_removes_the_membership,
-            plans_apply_once_and_go_stale_with_the_snapshot,
-            report_reads_join_a_tenants_accounts_by_email,
-        );
-    };
-    // `$make` gives `Option<store>`: `None` (a backend that was not asked
-    // for; `$make` says so) passes every case without running it.
     (optional $make:expr) => {
-        $crate::store_conformance_suite!(@optional $make; @list);
+        $crate::store_conformance_suite!(@with optional $make);
     };
-    (@optional $make:expr; @list) => {
-        $crate::store_conformance_suite!(@optional_cases $make;
+    ($make:expr) => {
+        $crate::store_conformance_suite!(@with required $make);
+    };
+    (@with $mode:ident $make:expr) => {
+        $crate::store_conformance_suite!(@cases $mode $make;
             migrations_are_idempotent,
             tenants_round_trip,
             tenant_names_are_unique,
@@ -1791,24 +1785,25 @@ macro_rules! store_conformance_suite {
             of_two_grants_ending_at_once_the_later_removes_the_membership,
             plans_apply_once_and_go_stale_with_the_snapshot,
             report_reads_join_a_tenants_accounts_by_email,
+            vendor_sends_keep_a_sliding_window,
         );
     };
-    (@optional_cases $make:expr; $($case:ident),* $(,)?) => {
+    (@cases required $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let store = $make.await;
+                $crate::conformance::$case(&*store).await;
+            }
+        )*
+    };
+    (@cases optional $make:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
                 if let Some(store) = $make.await {
                     $crate::conformance::$case(&*store).await;
                 }
-            }
-        )*
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $case() {
-                let store = $make.await;
-                $crate::conformance::$case(&*store).await;
             }
         )*
     };

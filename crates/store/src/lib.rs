@@ -172,6 +172,18 @@ pub trait Store: SyncStore + GovernanceStore + Send + Sync + std::fmt::Debug + '
     async fn abandon_idempotency_key(&self, tenant: &TenantId, key: &str)
     -> Result<(), StoreError>;
 
+    /// Records a send to a vendor under `key` at `now` if fewer than
+    /// `limit` sends fall in the `window_ms` before it (older ones are
+    /// forgotten); otherwise `Some(time room opens up)`. Atomic across
+    /// every node on the database.
+    async fn record_vendor_send(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
     /// Creates `account` and spends the link token in one transaction; false
     /// (and nothing written) if the token is unknown, used or expired.
     async fn insert_account_via_link(

@@ -501,6 +501,36 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    async fn record_vendor_send(
+        &self,
+        key: &str,
+        limit: u32,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM vendor_sends WHERE key = ? AND sent_at <= ?")
+            .bind(key)
+            .bind(now.saturating_sub(window_ms))
+            .execute(&mut *tx)
+            .await?;
+        let (count, oldest): (i64, Option<i64>) =
+            sqlx::query_as("SELECT count(*), min(sent_at) FROM vendor_sends WHERE key = ?")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?;
+        if count >= i64::from(limit) {
+            return Ok(Some(oldest.unwrap_or(now).saturating_add(window_ms)));
+        }
+        sqlx::query("INSERT INTO vendor_sends (key, sent_at) VALUES (?, ?)")
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(None)
+    }
+
     async fn insert_account_via_link(
         &self,
         account: &AccountRow,
