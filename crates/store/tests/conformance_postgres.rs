@@ -39,10 +39,8 @@ fn url() -> Option<String> {
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    use rollcall_core::Clock as _;
+    u64::try_from(rollcall_core::SystemClock.now().as_second()).unwrap_or(0)
 }
 
 async fn fresh_schema(url: &str) -> PgConnectOptions {

@@ -272,6 +272,8 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
         if both > 0 {
             return Some(both);
         }
+        // A plain #[test] thread: there is no runtime here to block.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(500));
         None
     });

@@ -14,6 +14,7 @@ mod health;
 mod helpers;
 mod keys;
 mod link_page;
+mod multi_node;
 mod openapi;
 mod proxy;
 mod resilience;
