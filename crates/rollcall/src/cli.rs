@@ -39,6 +39,16 @@ pub enum Command {
     },
     /// Apply the store's pending migrations and exit.
     Migrate,
+    /// Copy a SQLite deployment into an empty PostgreSQL database, all or
+    /// nothing (the nodes then need the same master key).
+    CopyStore {
+        /// The SQLite store, e.g. sqlite://rollcall.db.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://rollcall@db/rollcall.
+        #[arg(long)]
+        to: String,
+    },
     /// Exit 0 if the server at --url is up and its store answers.
     Healthcheck {
         /// Base URL (default: from the configured listen address).

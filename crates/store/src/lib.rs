@@ -10,6 +10,7 @@
 // a failed expectation there is a failing test, not a crash in production.
 #[allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 pub mod conformance;
+pub mod copy;
 pub mod governance;
 pub mod postgres;
 mod postgres_governance;

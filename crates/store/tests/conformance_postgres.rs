@@ -159,3 +159,266 @@ async fn both_backends_build_the_same_tables_and_columns() {
         "schemas differ:\n only in SQLite: {only_sqlite:#?}\n only in PostgreSQL: {only_postgres:#?}"
     );
 }
+
+mod copy {
+    use rollcall_core::Provider;
+    use rollcall_core::id::{AccountId, TenantId};
+    use rollcall_store::{
+        AccountRow, AccountStatus, AuditOutcome, AuditRow, CachedGroupRow, CachedUserRow, EventRow,
+        GrantRow, GrantStatus, JobRow, JobStatus, Lease, PgStore, PlanRow, PlanStatus, SqliteStore,
+        Store, StoreError, SyncCommit, SyncRunRow, SyncStatus, TenantRow,
+    };
+    use rollcall_store::{GovernanceStore as _, SyncStore as _};
+
+    use super::{fresh_schema, url};
+
+    fn event(tenant: &TenantId, account: &AccountId, kind: &str) -> EventRow {
+        EventRow {
+            seq: 0,
+            id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
+            tenant_id: tenant.clone(),
+            account_id: Some(account.clone()),
+            event_type: kind.into(),
+            occurred_at: 100,
+            data_json: r#"{"x":1}"#.into(),
+        }
+    }
+
+    fn job(kind: &str, account: &AccountRow, payload: String) -> JobRow {
+        JobRow {
+            id: format!("job_{}", uuid::Uuid::now_v7().simple()),
+            kind: kind.into(),
+            tenant_id: Some(account.tenant_id.clone()),
+            account_id: Some(account.id.clone()),
+            payload_json: payload,
+            status: JobStatus::Queued,
+            run_at: 100,
+            attempts: 0,
+            max_attempts: 3,
+            lease_owner: None,
+            lease_until: None,
+            last_error: None,
+            created_at: 100,
+            updated_at: 100,
+        }
+    }
+
+    /// A deployment with a bit of everything.
+    async fn populated(store: &SqliteStore) -> (TenantId, AccountId) {
+        let tenant = TenantRow {
+            id: TenantId::generate(),
+            name: "acme".into(),
+            created_at: 1,
+        };
+        store.insert_tenant(&tenant).await.unwrap();
+        let account = AccountRow {
+            id: AccountId::generate(),
+            tenant_id: tenant.id.clone(),
+            provider: Provider::Metabase,
+            label: "BI".into(),
+            tenant_ref: None,
+            config_json: r#"{"base_url":"https://x"}"#.into(),
+            credentials_key_id: "k1".into(),
+            credentials_sealed: vec![0, 1, 2, 255],
+            status: AccountStatus::Active,
+            status_detail: None,
+            created_at: 2,
+            updated_at: 2,
+        };
+        store.insert_account(&account).await.unwrap();
+        store
+            .append_audit(&AuditRow {
+                id: "au_1".into(),
+                tenant_id: tenant.id.clone(),
+                at: 3,
+                actor: "key:k".into(),
+                action: "integrated_account.created".into(),
+                target_type: "integrated_account".into(),
+                target_id: account.id.to_string(),
+                request_id: None,
+                before_json: None,
+                after_json: Some("{}".into()),
+                outcome: AuditOutcome::Success,
+                detail: None,
+            })
+            .await
+            .unwrap();
+        let run = SyncRunRow {
+            id: "sync_1".into(),
+            tenant_id: tenant.id.clone(),
+            account_id: account.id.clone(),
+            trigger: "api".into(),
+            status: SyncStatus::Queued,
+            phase: None,
+            progress_json: None,
+            counts_json: None,
+            error: None,
+            attempts: 0,
+            created_at: 100,
+            started_at: None,
+            finished_at: None,
+        };
+        let sync_job = job("sync", &account, r#"{"sync_run_id":"sync_1"}"#.into());
+        store.enqueue_sync(&run, &sync_job, 1_000).await.unwrap();
+        let claimed = store.claim_job("n1", 100, 1_000).await.unwrap().unwrap();
+        let users = (0..2_500)
+            .map(|i| CachedUserRow {
+                user_id: format!("u{i:05}"),
+                email: Some(format!("u{i}@example.com")),
+                status: "active".into(),
+                is_admin: i % 100 == 0,
+                data_json: format!(r#"{{"id":"u{i:05}"}}"#),
+            })
+            .collect();
+        let commit = SyncCommit {
+            lease: Some(Lease {
+                job_id: claimed.id,
+                owner: "n1".into(),
+            }),
+            run_id: "sync_1".into(),
+            account_id: Some(account.id.clone()),
+            upsert_users: users,
+            upsert_groups: vec![CachedGroupRow {
+                group_id: "g1".into(),
+                name: "Eng".into(),
+                data_json: "{}".into(),
+            }],
+            add_memberships: vec![("g1".into(), "u00001".into())],
+            events: (0..3)
+                .map(|_| event(&tenant.id, &account.id, "user.created"))
+                .collect(),
+            counts_json: "{}".into(),
+            finished_at: 500,
+            activity_exposed: true,
+            snapshot_changed: true,
+            ..SyncCommit::default()
+        };
+        assert!(store.commit_sync(&commit).await.unwrap());
+        let expiry = job("grant_expiry", &account, r#"{"grant_id":"ag_1"}"#.into());
+        let grant = GrantRow {
+            id: "ag_1".into(),
+            tenant_id: tenant.id.clone(),
+            account_id: account.id.clone(),
+            user_id: "u00002".into(),
+            group_id: "g1".into(),
+            reason: Some("on call".into()),
+            status: GrantStatus::Active,
+            preexisting: false,
+            created_by: "key:k".into(),
+            job_id: expiry.id.clone(),
+            created_at: 600,
+            expires_at: 9_000,
+            ended_at: None,
+            last_error: None,
+            updated_at: 600,
+        };
+        store
+            .insert_grant(
+                &grant,
+                &expiry,
+                &event(&tenant.id, &account.id, "access_grant.activated"),
+            )
+            .await
+            .unwrap();
+        store
+            .insert_plan(&PlanRow {
+                id: "plan_1".into(),
+                tenant_id: tenant.id.clone(),
+                account_id: account.id.clone(),
+                kind: "group_sync".into(),
+                request_json: "{}".into(),
+                changes_json: r#"{"changes":[],"warnings":[]}"#.into(),
+                snapshot_version: 1,
+                status: PlanStatus::Planned,
+                results_json: None,
+                created_by: "key:k".into(),
+                created_at: 700,
+                updated_at: 700,
+                applied_at: None,
+            })
+            .await
+            .unwrap();
+        (tenant.id, account.id)
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_deployment_moves_to_postgres_whole() {
+        let Some(url) = url() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite =
+            SqliteStore::open(&format!("sqlite://{}", dir.path().join("old.db").display()))
+                .await
+                .unwrap();
+        sqlite.migrate().await.unwrap();
+        let (tenant, account) = populated(&sqlite).await;
+        let pg = PgStore::open_with(fresh_schema(&url).await).await.unwrap();
+
+        let report = rollcall_store::copy::sqlite_to_postgres(&sqlite, &pg)
+            .await
+            .unwrap();
+        let copied = |t: &str| report.tables.iter().find(|(n, _)| n == t).map(|(_, n)| *n);
+        assert_eq!(copied("dir_users"), Some(2_500));
+        assert_eq!(copied("events"), Some(4));
+        assert_eq!(copied("access_grants"), Some(1));
+
+        // Everything reads the same through the store on either side.
+        assert_eq!(
+            pg.account(&tenant, &account).await.unwrap(),
+            sqlite.account(&tenant, &account).await.unwrap()
+        );
+        assert_eq!(
+            pg.snapshot_users(&account).await.unwrap(),
+            sqlite.snapshot_users(&account).await.unwrap()
+        );
+        assert_eq!(
+            pg.snapshot_memberships(&account).await.unwrap(),
+            sqlite.snapshot_memberships(&account).await.unwrap()
+        );
+        let events = sqlite.list_events(&tenant, None, 0, 100).await.unwrap();
+        assert_eq!(pg.list_events(&tenant, None, 0, 100).await.unwrap(), events);
+        assert_eq!(
+            pg.grant(&tenant, "ag_1").await.unwrap(),
+            sqlite.grant(&tenant, "ag_1").await.unwrap()
+        );
+        assert_eq!(
+            pg.plan(&tenant, "plan_1").await.unwrap(),
+            sqlite.plan(&tenant, "plan_1").await.unwrap()
+        );
+        assert_eq!(
+            pg.snapshot_state(&account).await.unwrap(),
+            sqlite.snapshot_state(&account).await.unwrap()
+        );
+        assert_eq!(
+            pg.list_audit(&tenant, &Default::default(), None, 10)
+                .await
+                .unwrap(),
+            sqlite
+                .list_audit(&tenant, &Default::default(), None, 10)
+                .await
+                .unwrap()
+        );
+        // The grant's expiry job moved with it and is claimable there.
+        let due = pg.claim_job("n2", 10_000, 20_000).await.unwrap().unwrap();
+        assert_eq!(due.kind, "grant_expiry");
+
+        // New events continue after the moved ones.
+        let last = events.last().unwrap().seq;
+        pg.append_events(&[event(&tenant, &account, "user.updated")])
+            .await
+            .unwrap();
+        let after = pg.list_events(&tenant, None, last, 10).await.unwrap();
+        assert_eq!(after.len(), 1);
+        assert!(after[0].seq > last);
+
+        // A destination with data is refused, and left as it was.
+        let again = rollcall_store::copy::sqlite_to_postgres(&sqlite, &pg).await;
+        assert!(
+            matches!(again, Err(StoreError::Conflict { .. })),
+            "{again:?}"
+        );
+        assert_eq!(
+            pg.list_events(&tenant, None, 0, 100).await.unwrap().len(),
+            5
+        );
+    }
+}

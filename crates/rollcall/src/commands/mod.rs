@@ -40,6 +40,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             drop(store);
             Ok(ExitCode::SUCCESS)
         }
+        Command::CopyStore { from, to } => {
+            init_logs(&settings);
+            copy_store(&from, &to).await
+        }
         Command::Healthcheck { url } => healthcheck::run(&settings, url).await,
         Command::Keys(command) => {
             init_logs(&settings);
@@ -118,4 +122,36 @@ pub(crate) async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+async fn copy_store(from: &str, to: &str) -> anyhow::Result<ExitCode> {
+    use rollcall_store::{PgStore, SqliteStore, redact_url};
+    anyhow::ensure!(
+        from.starts_with("sqlite:"),
+        "--from must be a sqlite:// URL, not {}",
+        redact_url(from)
+    );
+    anyhow::ensure!(
+        to.starts_with("postgres:") || to.starts_with("postgresql:"),
+        "--to must be a postgres:// URL, not {}",
+        redact_url(to)
+    );
+    let source = SqliteStore::open(from)
+        .await
+        .with_context(|| format!("cannot open {}", redact_url(from)))?;
+    let destination = PgStore::open(to)
+        .await
+        .with_context(|| format!("cannot connect to {}", redact_url(to)))?;
+    let report = rollcall_store::copy::sqlite_to_postgres(&source, &destination)
+        .await
+        .context("the copy failed; nothing was written")?;
+    for (table, rows) in &report.tables {
+        println!("{table:<22} {rows:>10}");
+    }
+    eprintln!(
+        "copied into {}. Start the PostgreSQL nodes with the SQLite deployment's master key \
+         (its key file's contents as ROLLCALL_MASTER_KEY): the credentials are sealed with it.",
+        redact_url(to)
+    );
+    Ok(ExitCode::SUCCESS)
 }

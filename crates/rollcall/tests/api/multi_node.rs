@@ -309,3 +309,94 @@ async fn two_nodes_on_postgres_share_jobs_and_the_vendor_limit() {
     .execute(&pool)
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_deployment_moves_to_postgres_with_copy_store() {
+    let Some(database_url) = fresh_database().await else {
+        return;
+    };
+    let metabase = rollcall_sim_metabase::MetabaseSim::new(
+        rollcall_sim_metabase::MetabaseSimConfig::default(),
+    )
+    .unwrap()
+    .start("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("rollcall.db").display());
+    let on_sqlite = |args: &[&str]| {
+        let mut cmd = rollcall_bin();
+        cmd.args(args)
+            .env("ROLLCALL_DATABASE_URL", &sqlite_url)
+            .env("ROLLCALL_SYNC_SCHEDULER", "false")
+            .env("ROLLCALL_LOG", "warn");
+        cmd
+    };
+    let key = on_sqlite(&["keys", "create", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    let key = String::from_utf8(key.stdout).unwrap().trim().to_owned();
+    let port = free_port();
+    let node = Node {
+        child: on_sqlite(&["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    };
+    let api = Client::new(&format!("http://127.0.0.1:{port}")).with_api_key(&key);
+    for _ in 0..200 {
+        if api.readyz().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let f = metabase.fixtures();
+    let account = api
+        .create_account(&json!({
+            "provider": "metabase",
+            "config": { "base_url": metabase.base_url() },
+            "credentials": { "api_key": f.admin_api_key },
+        }))
+        .await
+        .unwrap();
+    drop(node);
+
+    let copied = rollcall_bin()
+        .args(["copy-store", "--from", &sqlite_url, "--to", &database_url])
+        .env("ROLLCALL_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert!(String::from_utf8_lossy(&copied.stdout).contains("integrated_accounts"));
+    // A second copy into the same database is refused.
+    let again = rollcall_bin()
+        .args(["copy-store", "--from", &sqlite_url, "--to", &database_url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+
+    // A PostgreSQL node with the SQLite deployment's master key serves the
+    // same key, account and credentials.
+    let master_key = std::fs::read_to_string(dir.path().join("rollcall.master.key")).unwrap();
+    let cluster = Cluster {
+        database_url,
+        master_key: master_key.trim().to_owned(),
+    };
+    let _node = cluster.serve(port).await;
+    assert_eq!(api.account(&account.id).await.unwrap().label, account.label);
+    let users = api.users(&account.id, "limit=5").await.unwrap();
+    assert!(
+        !users.result.is_empty(),
+        "the sealed credentials still open"
+    );
+}
