@@ -1,5 +1,5 @@
 //! The conformance suite on PostgreSQL, each case in a fresh schema of the
-//! database `ROLLCALL_TEST_POSTGRES_URL` names (e.g.
+//! database `POSTGRES_TEST_URL` names (e.g.
 //! `postgres://postgres@127.0.0.1:5432/test`), plus the check that both
 //! backends' migrations build the same schema.
 //!
@@ -15,7 +15,7 @@ use std::str::FromStr;
 use rollcall_store::{PgStore, SqliteStore, Store};
 use sqlx::postgres::PgConnectOptions;
 
-const URL_VAR: &str = "ROLLCALL_TEST_POSTGRES_URL";
+const URL_VAR: &str = "POSTGRES_TEST_URL";
 
 /// A migrated store in its own schema (dropped with the store... by the
 /// next run: schemas of runs older than an hour are dropped first).

@@ -220,7 +220,11 @@ fn demo_serves_and_stops_cleanly_on_interrupt() {
         .expect("a sync command is printed");
     let synced = run(sync);
     let summary = String::from_utf8_lossy(&synced.stdout);
-    assert!(synced.status.success(), "{sync}: {summary}");
+    assert!(
+        synced.status.success(),
+        "{sync}: {summary}{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
     assert!(summary.contains("succeeded"), "{summary}");
     let events = banner
         .iter()

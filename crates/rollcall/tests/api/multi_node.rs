@@ -4,7 +4,7 @@
 //! than its limit for the credential, and a node killed mid-sync leaves the
 //! job to the other once its lease runs out.
 //!
-//! Needs `ROLLCALL_TEST_POSTGRES_URL` (`.ci/run` sets it); without it the
+//! Needs `POSTGRES_TEST_URL` (`.ci/run` sets it); without it the
 //! test passes without running and says so.
 
 use std::process::{Child, Stdio};
@@ -78,15 +78,15 @@ impl Cluster {
 
 /// A fresh schema in the test database, as a URL that selects it.
 async fn fresh_database() -> Option<String> {
-    let Ok(url) = std::env::var("ROLLCALL_TEST_POSTGRES_URL") else {
+    let Ok(url) = std::env::var("POSTGRES_TEST_URL") else {
         eprintln!(
-            "ROLLCALL_TEST_POSTGRES_URL is not set: the two-node PostgreSQL test was NOT run"
+            "POSTGRES_TEST_URL is not set: the two-node PostgreSQL test was NOT run"
         );
         return None;
     };
     let admin = sqlx::PgPool::connect_with(PgConnectOptions::from_str(&url).unwrap())
         .await
-        .unwrap_or_else(|e| panic!("ROLLCALL_TEST_POSTGRES_URL={url} is unreachable: {e}"));
+        .unwrap_or_else(|e| panic!("POSTGRES_TEST_URL={url} is unreachable: {e}"));
     let schema = format!("rc_n_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
         .execute(&admin)
