@@ -79,9 +79,7 @@ impl Cluster {
 /// A fresh schema in the test database, as a URL that selects it.
 async fn fresh_database() -> Option<String> {
     let Ok(url) = std::env::var("POSTGRES_TEST_URL") else {
-        eprintln!(
-            "POSTGRES_TEST_URL is not set: the two-node PostgreSQL test was NOT run"
-        );
+        eprintln!("POSTGRES_TEST_URL is not set: the two-node PostgreSQL test was NOT run");
         return None;
     };
     let admin = sqlx::PgPool::connect_with(PgConnectOptions::from_str(&url).unwrap())
