@@ -9,7 +9,13 @@
 //!     [--churn 20] [--quick]
 //! cargo run --release -p rollcall-bench -- metabase-sync [--users 100000] [--quick]
 //! cargo run --release -p rollcall-bench -- cache-read [--small 10000] [--large 1000000] [--quick]
+//! cargo run --release -p rollcall-bench -- proxy [--quick]
+//! cargo run --release -p rollcall-bench -- idle-memory [--accounts 10000] [--quick]
+//! cargo run --release -p rollcall-bench -- summary [--quick]
 //! ```
+//!
+//! `bench/run [--quick]` installs wrk and nginx, builds in release and runs
+//! them all, then `summary` writes the table into `docs/performance.md`.
 //!
 //! mode-walk: walk every user of a Mode workspace through the unified API
 //! while the simulator enforces Mode's 40 requests per 10 seconds. The
@@ -29,12 +35,22 @@
 //! in the snapshot, against `/healthz` under the same load (see
 //! `cache_read.rs`).
 //!
+//! proxy: Rollcall's `/proxy` against nginx and the simulator directly, and
+//! the unified API's page against the proxy's (see `proxy.rs`).
+//!
+//! idle-memory: an idle `rollcall serve` with 10,000 linked accounts (see
+//! `idle_memory.rs`).
+//!
 //! Every scenario prints Markdown table rows and writes its raw numbers to
 //! `bench/results/<scenario>.json` (`<scenario>-quick.json` with `--quick`).
 
 mod cache_read;
+mod http_load;
+mod idle_memory;
 mod metabase_sync;
 mod mode_sync;
+mod proxy;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +70,10 @@ const USAGE: &str = "usage: rollcall-bench mode-walk [--users N] [--limit L]
        rollcall-bench mode-sync [--members 2000] [--groups 100] [--limit 200] [--window 10]
                                 [--incremental-limit 40] [--page-size 100] [--churn 20] [--quick]
        rollcall-bench metabase-sync [--users 100000] [--quick]
-       rollcall-bench cache-read [--small 10000] [--large 1000000] [--requests 5000] [--quick]";
+       rollcall-bench cache-read [--small 10000] [--large 1000000] [--requests 5000] [--quick]
+       rollcall-bench proxy [--quick]
+       rollcall-bench idle-memory [--accounts 10000] [--quick]
+       rollcall-bench summary [--quick]";
 
 fn arg(args: &[String], name: &str, default: u64) -> anyhow::Result<u64> {
     match args.iter().position(|a| a == name) {
@@ -120,6 +139,12 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Some("proxy") => proxy::run(quick).await,
+        Some("idle-memory") => {
+            let accounts = arg(&args, "--accounts", if quick { 200 } else { 10_000 })?;
+            idle_memory::run(usize::try_from(accounts)?, quick).await
+        }
+        Some("summary") => summary::run(flag(&args, "--quick")),
         Some("metabase-sync") => {
             let users = arg(&args, "--users", if quick { 5_000 } else { 100_000 })?;
             metabase_sync::run(usize::try_from(users)?, quick).await
