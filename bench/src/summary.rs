@@ -198,7 +198,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     };
     let cores = crate::cores();
     let updated = format!(
-        "{}{START}\nLatest full run ({cores} cores; `bench/run`): every ratio measured side by side in one run.\n\n{text}{}",
+        "{}{START}\nLatest full-size run of each scenario ({cores} cores; `bench/run` runs them all). Each ratio is measured side by side within its scenario's run; the sections below give each run's details and what was done about each miss.\n\n{text}{}",
         &page[..start],
         &page[end..]
     );

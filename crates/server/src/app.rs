@@ -21,8 +21,8 @@ use crate::accounts::Vendors;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::{
-    accounts, audit, background, docs, events, grants, health, idempotency, link, plans, proxy,
-    ratelimit, reports, request_id, sync, unified, webhooks,
+    accounts, audit, background, docs, events, grants, health, idempotency, keys, link, plans,
+    proxy, ratelimit, reports, request_id, sync, unified, webhooks,
 };
 
 /// Everything a handler may need, cheap to clone.
@@ -40,6 +40,8 @@ pub struct AppState {
     pub guards: Arc<VendorGuards>,
     /// Background work: syncs, the scheduler, webhook deliveries.
     pub jobs: Jobs,
+    /// API keys read recently (see [`keys::KeyCache`]).
+    pub key_cache: Arc<keys::KeyCache>,
 }
 
 impl AppState {
@@ -90,6 +92,7 @@ impl AppState {
             vendor_http,
             guards,
             jobs,
+            key_cache: Arc::default(),
         })
     }
 

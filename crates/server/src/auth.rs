@@ -65,7 +65,8 @@ impl FromRequestParts<AppState> for ProxyCaller {
 }
 
 async fn verify(state: &AppState, presented: SecretString) -> Result<Caller, ApiError> {
-    match keys::verify(state.store.as_ref(), &presented).await? {
+    let cache = Some((state.key_cache.as_ref(), state.clock.now_millis()));
+    match keys::verify_cached(state.store.as_ref(), cache, &presented).await? {
         Some(key) => Ok(Caller {
             tenant_id: key.tenant_id,
             key_id: key.key_id,

@@ -87,10 +87,59 @@ fn digest(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// Stored keys read recently, so a request need not ask the store for its
+/// key every time (the hash is still compared on every request). An entry
+/// lives `KEY_CACHE_TTL_MS`: a key revoked in the store stops working on
+/// every node within that.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<ApiKeyId, (ApiKeyRow, i64)>>,
+}
+
+const KEY_CACHE_TTL_MS: i64 = 2_000;
+/// Beyond this many keys the cache starts over rather than grow.
+const KEY_CACHE_MAX: usize = 10_000;
+
+impl KeyCache {
+    async fn row(
+        &self,
+        store: &dyn Store,
+        id: &ApiKeyId,
+        now: i64,
+    ) -> Result<Option<ApiKeyRow>, StoreError> {
+        let cached = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).cloned())
+            .filter(|(_, at)| now.saturating_sub(*at) < KEY_CACHE_TTL_MS);
+        if let Some((row, _)) = cached {
+            return Ok(Some(row));
+        }
+        let row = store.api_key(id).await?;
+        if let (Some(row), Ok(mut map)) = (&row, self.entries.lock()) {
+            if map.len() >= KEY_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(id.clone(), (row.clone(), now));
+        }
+        Ok(row)
+    }
+}
+
 /// Checks a presented key. `None` for anything that is not a live key of a
 /// tenant: malformed, unknown, wrong secret or revoked all look the same.
 pub async fn verify(
     store: &dyn Store,
+    presented: &SecretString,
+) -> Result<Option<VerifiedKey>, StoreError> {
+    verify_cached(store, None, presented).await
+}
+
+/// [`verify`], reading the stored key through `cache` (with the time `now`).
+pub async fn verify_cached(
+    store: &dyn Store,
+    cache: Option<(&KeyCache, i64)>,
     presented: &SecretString,
 ) -> Result<Option<VerifiedKey>, StoreError> {
     let Some((id, secret)) = presented
@@ -103,7 +152,11 @@ pub async fn verify(
     let Ok(id) = ApiKeyId::parse(id) else {
         return Ok(None);
     };
-    let Some(row) = store.api_key(&id).await? else {
+    let row = match cache {
+        Some((cache, now)) => cache.row(store, &id, now).await?,
+        None => store.api_key(&id).await?,
+    };
+    let Some(row) = row else {
         return Ok(None);
     };
     let matches: bool = digest(secret).ct_eq(&row.secret_sha256).into();

@@ -74,3 +74,34 @@ async fn only_a_hash_of_the_secret_is_stored() {
         );
     }
 }
+
+/// Keys are read through a short cache: the secret is still checked on
+/// every request, and a key revoked in the store stops working within the
+/// cache's 2 seconds.
+#[tokio::test]
+async fn cached_keys_still_check_the_secret_and_expire() {
+    use jiff::SignedDuration;
+    use rollcall_core::{Clock as _, MockClock};
+    let clock = MockClock::new(SystemClock.now());
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        clock: Some(std::sync::Arc::new(clock.clone())),
+        ..Default::default()
+    })
+    .await;
+    assert!(app.acme.accounts("").await.is_ok());
+    // A wrong secret for a cached key id is refused.
+    let (prefix, _) = app.key.rsplit_once('_').unwrap();
+    let wrong = rollcall_client::Client::new(&app.base_url)
+        .with_api_key(format!("{prefix}_{}", "x".repeat(43)));
+    assert_eq!(wrong.accounts("").await.unwrap_err().status(), Some(401));
+
+    sqlx::query("UPDATE api_keys SET revoked_at = 1")
+        .execute(app.sqlite.pool())
+        .await
+        .unwrap();
+    // Within the cache's lifetime the revocation is not seen yet...
+    assert!(app.acme.accounts("").await.is_ok());
+    // ...after it, it is.
+    clock.advance(SignedDuration::from_secs(3));
+    assert_eq!(app.acme.accounts("").await.unwrap_err().status(), Some(401));
+}
