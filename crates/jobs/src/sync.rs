@@ -193,6 +193,9 @@ async fn write_progress(inner: &Inner, run_id: &str, progress: &Progress) -> Inf
     }
 }
 
+/// The previous snapshot as loaded, and when the load ended.
+type Loaded = (Result<Previous, StoreError>, i64);
+
 /// Runs one claimed sync job to its end.
 pub(crate) async fn run(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) {
     let now = inner.clock.now_millis();
@@ -295,8 +298,6 @@ async fn perform(
         .await
         .map_err(|e| e.to_string())?;
     let store_error = |e: StoreError| format!("the store failed: {e}");
-    let previous = load_previous(inner, account).await.map_err(store_error)?;
-    let loaded = inner.clock.now_millis();
     let directory = linked.directory();
     // A connector that skips unchanged users (Mode: email and name cost a
     // call each) still re-reads them all once a day, since a member can
@@ -308,17 +309,27 @@ async fn perform(
         .map_err(store_error)?;
     let full_read_due = last_full.is_none_or(|at| started.saturating_sub(at) >= FULL_READ_EVERY_MS);
     let reuse = directory.reuses_known_users() && !full_read_due;
-    // Only then are the previous users rebuilt as unified objects; for
-    // the others that copy would be pure weight.
-    let known: KnownUsers = if reuse {
-        previous
+    let load = || async {
+        let previous = load_previous(inner, account).await;
+        (previous, inner.clock.now_millis())
+    };
+    // A read that reuses known users needs the previous snapshot first;
+    // any other needs it only for the diff, so it is loaded from the store
+    // while the vendor is read.
+    let (early, known): (Option<Loaded>, KnownUsers) = if reuse {
+        let (previous, at) = load().await;
+        let previous = previous.map_err(store_error)?;
+        // Only then are the previous users rebuilt as unified objects; for
+        // the others that copy would be pure weight.
+        let known = previous
             .users
             .values()
             .filter_map(|row| serde_json::from_str::<User>(&row.data_json).ok())
             .map(|u| (u.id.clone(), u))
-            .collect()
+            .collect();
+        (Some((Ok(previous), at)), known)
     } else {
-        KnownUsers::new()
+        (None, KnownUsers::new())
     };
 
     let progress = Progress::default();
@@ -328,7 +339,13 @@ async fn perform(
             never = write_progress(inner, run_id, &progress) => match never {},
         }
     };
-    let snapshot = match read.await {
+    let read_started = inner.clock.now_millis();
+    let (read, (previous, loaded)) = match early {
+        Some(loaded) => (read.await, loaded),
+        None => tokio::join!(read, load()),
+    };
+    let previous = previous.map_err(store_error)?;
+    let snapshot = match read {
         Ok(snapshot) => snapshot,
         Err(e) => {
             if let DirectoryError::Connector(
@@ -372,7 +389,8 @@ async fn perform(
         "user_details_fetched": progress.details_fetched(),
         // Where the time went, for whoever tunes a large account.
         "load_ms": loaded.saturating_sub(started),
-        "read_ms": now.saturating_sub(loaded),
+        // With a concurrent load, the two overlap.
+        "read_ms": now.saturating_sub(read_started),
         "diff_ms": diffed.saturating_sub(now),
     });
     let mut commit = SyncCommit {
