@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use rollcall_connectors::Added;
+use rollcall_connectors::{MembershipQuery, PageRequest};
 use rollcall_core::ErrorCode;
 use rollcall_core::error::ErrorEnvelope;
 use rollcall_core::id::AccountId;
@@ -109,40 +109,32 @@ async fn create(
     let now = state.clock.now_millis();
     let expires_at = expiry(&body, now)?;
     let t = target(&state, &caller, &body.integrated_account_id).await?;
-    let result = t
-        .directory()
-        .add_group_membership(&body.group_id, &body.user_id)
-        .await;
-    let outcome = settle(&state, &t, result).await;
-    let membership_id =
-        rollcall_core::unified::GroupMembership::id_for(&body.group_id, &body.user_id);
-    let added = match outcome {
-        Ok((_, Added::AlreadyPresent)) => Added::AlreadyPresent,
-        created => {
-            let created = created.map(|(m, _)| m);
-            Auditor::new(&state, &caller, &request_id, &t)
-                .record(
-                    "group_membership.added",
-                    "group_membership",
-                    &membership_id,
-                    &created,
-                )
-                .await;
-            created?;
-            Added::Created
-        }
+    // Whether the user is in the group already decides whether the grant
+    // may ever remove the membership; it is asked before anything changes.
+    let query = MembershipQuery {
+        group_id: Some(body.group_id.clone()),
+        user_id: Some(body.user_id.clone()),
     };
+    let page = PageRequest {
+        position: None,
+        limit: 1,
+        include_remote_data: false,
+    };
+    let result = t.directory().list_group_memberships(&query, &page).await;
+    let present = settle(&state, &t, result)
+        .await?
+        .items
+        .iter()
+        .any(|m| m.group_id == body.group_id && m.user_id == body.user_id);
     // Already a member: either from before (then it stays for good) or
     // through another live grant (then it stays as long as that one says).
-    let preexisting = match added {
-        Added::Created => false,
-        Added::AlreadyPresent => state
+    let preexisting = present
+        && state
             .store
             .live_grants_on(&t.row.id, &body.group_id, &body.user_id)
             .await?
             .first()
-            .is_none_or(|g| g.preexisting),
-    };
+            .is_none_or(|g| g.preexisting);
     let id = format!("ag_{}", uuid::Uuid::now_v7().simple());
     let job = expiry_job(&id, &caller.tenant_id, &t.row.id, expires_at, now);
     let grant = GrantRow {
@@ -162,17 +154,37 @@ async fn create(
         last_error: None,
         updated_at: now,
     };
-    let event = grant_event(&grant, "access_grant.activated", now);
-    if let Err(e) = state.store.insert_grant(&grant, &job, &event).await {
-        // Nothing would ever remove the membership: take it back now.
-        if added == Added::Created {
-            let undo = t.directory().remove_group_membership(&membership_id).await;
-            if let Err(undo) = undo {
-                tracing::error!(request_id = %request_id.0, error = %undo, membership = %membership_id, "a grant could not be stored and its membership could not be removed");
-            }
+    // Stored before the vendor is changed: whatever happens next, the
+    // expiry job exists to end what the grant added (a membership that
+    // never came is "already gone" then).
+    state.store.insert_grant(&grant, &job, None).await?;
+    if !present {
+        let membership_id =
+            rollcall_core::unified::GroupMembership::id_for(&body.group_id, &body.user_id);
+        let result = t
+            .directory()
+            .add_group_membership(&body.group_id, &body.user_id)
+            .await;
+        let outcome = settle(&state, &t, result).await.map(|(m, _)| m);
+        Auditor::new(&state, &caller, &request_id, &t)
+            .record(
+                "group_membership.added",
+                "group_membership",
+                &membership_id,
+                &outcome,
+            )
+            .await;
+        if let Err(e) = outcome {
+            // Nothing was granted: the grant and its job go.
+            state.store.discard_grant(&grant.id).await?;
+            return Err(e);
         }
-        return Err(e.into());
     }
+    let event = grant_event(&grant, "access_grant.activated", now);
+    state
+        .store
+        .append_events(std::slice::from_ref(&event))
+        .await?;
     state.jobs.wake();
     Ok((StatusCode::CREATED, Json(AccessGrant::from_row(&grant))))
 }

@@ -1358,7 +1358,7 @@ pub async fn grants_end_once_with_their_job_and_event(store: &dyn Store) {
         .insert_grant(
             &g,
             &expiry,
-            &event(&a.tenant_id, Some(&a.id), "access_grant.activated"),
+            Some(&event(&a.tenant_id, Some(&a.id), "access_grant.activated")),
         )
         .await
         .expect("grant");
@@ -1477,7 +1477,7 @@ pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store
             .insert_grant(
                 &grant(&a, id, &expiry.id, false),
                 &expiry,
-                &event(&a.tenant_id, Some(&a.id), "access_grant.activated"),
+                Some(&event(&a.tenant_id, Some(&a.id), "access_grant.activated")),
             )
             .await
             .expect("grant");
@@ -1532,7 +1532,7 @@ pub async fn revoking_a_grant_cancels_its_expiry(store: &dyn Store) {
         .insert_grant(
             &grant(&a, "ag_2", &expiry.id, true),
             &expiry,
-            &event(&a.tenant_id, Some(&a.id), "access_grant.activated"),
+            Some(&event(&a.tenant_id, Some(&a.id), "access_grant.activated")),
         )
         .await
         .expect("grant");
@@ -1587,6 +1587,16 @@ pub async fn revoking_a_grant_cancels_its_expiry(store: &dyn Store) {
             .expect("after")
             .is_empty()
     );
+
+    // A grant the vendor refused is dropped with its job, leaving nothing.
+    let refused = job("grant_expiry", Some(&a), 5_000);
+    store
+        .insert_grant(&grant(&a, "ag_3", &refused.id, false), &refused, None)
+        .await
+        .expect("grant");
+    store.discard_grant("ag_3").await.expect("discard");
+    assert_eq!(store.grant(&a.tenant_id, "ag_3").await.expect("read"), None);
+    assert_eq!(store.job(&refused.id).await.expect("job"), None);
 }
 
 pub async fn plans_apply_once_and_go_stale_with_the_snapshot(store: &dyn Store) {

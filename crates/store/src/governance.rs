@@ -170,14 +170,16 @@ pub trait GovernanceStore: Send + Sync {
 
     // ---- access grants ----
 
-    /// Records a grant, the job that ends it and its event, in one
-    /// transaction.
+    /// Records a grant, the job that ends it and (if given) its event, in
+    /// one transaction.
     async fn insert_grant(
         &self,
         grant: &GrantRow,
         job: &JobRow,
-        event: &EventRow,
+        event: Option<&EventRow>,
     ) -> Result<(), StoreError>;
+    /// Forgets a grant that never took effect, and its queued job.
+    async fn discard_grant(&self, id: &str) -> Result<(), StoreError>;
     async fn grant(&self, tenant: &TenantId, id: &str) -> Result<Option<GrantRow>, StoreError>;
     /// A tenant's grants in id (creation) order after `after`.
     async fn list_grants(

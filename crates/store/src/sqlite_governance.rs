@@ -91,7 +91,7 @@ impl GovernanceStore for SqliteStore {
         &self,
         g: &GrantRow,
         job: &JobRow,
-        event: &EventRow,
+        event: Option<&EventRow>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         insert_job_in(&mut tx, job).await?;
@@ -116,7 +116,26 @@ impl GovernanceStore for SqliteStore {
         .bind(g.updated_at)
         .execute(&mut *tx)
         .await?;
-        insert_events_in(&mut tx, std::slice::from_ref(event)).await?;
+        if let Some(event) = event {
+            insert_events_in(&mut tx, std::slice::from_ref(event)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_grant(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "DELETE FROM jobs WHERE status = 'queued' \
+             AND id = (SELECT job_id FROM access_grants WHERE id = ?)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM access_grants WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -316,7 +316,7 @@ mod copy {
             .insert_grant(
                 &grant,
                 &expiry,
-                &event(&tenant.id, &account.id, "access_grant.activated"),
+                Some(&event(&tenant.id, &account.id, "access_grant.activated")),
             )
             .await
             .unwrap();

@@ -196,6 +196,57 @@ async fn a_grant_never_removes_a_membership_it_did_not_add() {
 }
 
 #[tokio::test]
+async fn a_grant_the_vendor_refuses_leaves_nothing_behind() {
+    let (_clock, shared) = mock_clock();
+    let app = app_with_clock(shared).await;
+    let api = &app.acme;
+    let account = api
+        .create_account(&app.metabase_password_body())
+        .await
+        .unwrap();
+    let (user, group) = outsider_and_group(api, &account.id).await;
+    // The membership check passes; adding the membership is refused.
+    app.metabase
+        .control()
+        .faults
+        .add(rollcall_sim_kit::FaultRule {
+            action: rollcall_sim_kit::FaultAction::Status {
+                status: 400,
+                retry_after: None,
+                body: None,
+                content_type: None,
+            },
+            trigger: rollcall_sim_kit::FaultTrigger::Always,
+            path_prefix: Some("/api/permissions/membership".into()),
+            method: Some("POST".into()),
+        });
+    let refused = api
+        .create_grant(&json!({
+            "integrated_account_id": account.id, "user_id": user, "group_id": group,
+            "duration_seconds": 60,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    assert!(
+        api.grants("").await.unwrap().result.is_empty(),
+        "no grant kept"
+    );
+    assert!(
+        all_events(api)
+            .await
+            .iter()
+            .all(|e| !e.event_type.starts_with("access_grant.")),
+        "no grant event"
+    );
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'grant_expiry'")
+        .fetch_one(app.sqlite.pool())
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0, "no expiry job left");
+}
+
+#[tokio::test]
 async fn vendor_failure_at_expiry_is_retried_until_the_removal_succeeds() {
     let (clock, shared) = mock_clock();
     let app = app_with_clock(shared).await;
