@@ -74,14 +74,16 @@ impl RetryPolicy {
 /// recorded there too, so together they stay within the vendor's limit.
 #[async_trait::async_trait]
 pub trait SharedWindow: Send + Sync + std::fmt::Debug {
-    /// Records a send for `key` at `now` if fewer than `limit` sends fall in
-    /// the `window_ms` before it; otherwise the time room opens up.
+    /// Records a send for `key` if fewer than `limit` sends fall in the
+    /// `window_ms` before it; otherwise the time room opens up. The send's
+    /// time is read from `clock` once the window is held (other nodes may
+    /// hold it first), so it is the time the request really leaves.
     async fn try_send(
         &self,
         key: &str,
         limit: u32,
         window_ms: i64,
-        now: i64,
+        clock: &dyn rollcall_core::Clock,
     ) -> Result<Option<i64>, String>;
 }
 
@@ -267,7 +269,7 @@ impl Limiter {
                     let Some((shared, key)) = &self.shared else {
                         return Ok(());
                     };
-                    match shared.try_send(key, limit, window, now).await {
+                    match shared.try_send(key, limit, window, clock).await {
                         Ok(None) => return Ok(()),
                         Ok(Some(at)) => {
                             self.unrecord(now);

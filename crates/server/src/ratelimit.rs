@@ -52,7 +52,7 @@ impl rollcall_connectors::SharedWindow for StoreWindow {
         key: &str,
         limit: u32,
         window_ms: i64,
-        now: i64,
+        clock: &dyn rollcall_core::Clock,
     ) -> Result<Option<i64>, String> {
         use sha2::{Digest, Sha256};
         let hashed: String = Sha256::digest(key.as_bytes())
@@ -60,7 +60,7 @@ impl rollcall_connectors::SharedWindow for StoreWindow {
             .map(|b| format!("{b:02x}"))
             .collect();
         self.0
-            .record_vendor_send(&hashed, limit, window_ms, now)
+            .record_vendor_send(&hashed, limit, window_ms, &|| clock.now_millis())
             .await
             .map_err(|e| e.to_string())
     }

@@ -1277,14 +1277,18 @@ pub async fn webhook_deliveries_queue_claim_and_retry(store: &dyn Store) {
 }
 
 pub async fn vendor_sends_keep_a_sliding_window(store: &dyn Store) {
-    let send = |at: i64| store.record_vendor_send("cred", 2, 1_000, at);
+    let send = |at: i64| async move {
+        store
+            .record_vendor_send("cred", 2, 1_000, &move || at)
+            .await
+    };
     assert_eq!(send(0).await.expect("send"), None);
     assert_eq!(send(10).await.expect("send"), None);
     // Full until the first send leaves the window.
     assert_eq!(send(20).await.expect("send"), Some(1_000));
     assert_eq!(
         store
-            .record_vendor_send("other", 2, 1_000, 20)
+            .record_vendor_send("other", 2, 1_000, &|| 20)
             .await
             .expect("send"),
         None,

@@ -173,16 +173,17 @@ pub trait Store: SyncStore + GovernanceStore + Send + Sync + std::fmt::Debug + '
     async fn abandon_idempotency_key(&self, tenant: &TenantId, key: &str)
     -> Result<(), StoreError>;
 
-    /// Records a send to a vendor under `key` at `now` if fewer than
-    /// `limit` sends fall in the `window_ms` before it (older ones are
-    /// forgotten); otherwise `Some(time room opens up)`. Atomic across
-    /// every node on the database.
+    /// Records a send to a vendor under `key` if fewer than `limit` sends
+    /// fall in the `window_ms` before it (older ones are forgotten);
+    /// otherwise `Some(time room opens up)`. Atomic across every node on the
+    /// database; the time is read with `now()` once the key's window is
+    /// locked, so waiting for the lock does not age the send.
     async fn record_vendor_send(
         &self,
         key: &str,
         limit: u32,
         window_ms: i64,
-        now: i64,
+        now: &(dyn Fn() -> i64 + Send + Sync),
     ) -> Result<Option<i64>, StoreError>;
 
     /// Creates `account` and spends the link token in one transaction; false

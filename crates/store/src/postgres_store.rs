@@ -504,13 +504,14 @@ impl Store for PgStore {
         key: &str,
         limit: u32,
         window_ms: i64,
-        now: i64,
+        now: &(dyn Fn() -> i64 + Send + Sync),
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
             .bind(key)
             .execute(&mut *tx)
             .await?;
+        let now = now();
         sqlx::query("DELETE FROM vendor_sends WHERE key = $1 AND sent_at <= $2")
             .bind(key)
             .bind(now.saturating_sub(window_ms))

@@ -506,9 +506,10 @@ impl Store for SqliteStore {
         key: &str,
         limit: u32,
         window_ms: i64,
-        now: i64,
+        now: &(dyn Fn() -> i64 + Send + Sync),
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now();
         sqlx::query("DELETE FROM vendor_sends WHERE key = ? AND sent_at <= ?")
             .bind(key)
             .bind(now.saturating_sub(window_ms))

@@ -194,7 +194,7 @@ async fn two_nodes_on_postgres_share_jobs_and_the_vendor_limit() {
         .result;
     assert!(users.len() >= 100, "{} users", users.len());
     // The serve processes read the real clock, so the test does too.
-    let expires_at = rollcall_core::SystemClock.now() + jiff::SignedDuration::from_secs(40);
+    let expires_at = rollcall_core::SystemClock.now() + jiff::SignedDuration::from_secs(60);
     let mut grants = Vec::new();
     let started = Instant::now();
     let creations = users.iter().take(100).enumerate().map(|(i, user)| {
@@ -209,8 +209,12 @@ async fn two_nodes_on_postgres_share_jobs_and_the_vendor_limit() {
     while let Some(grant) = creations.next().await {
         grants.push(grant.expect("grant created"));
     }
+    eprintln!(
+        "100 grants created in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert!(
-        started.elapsed() < Duration::from_secs(38),
+        started.elapsed() < Duration::from_secs(58),
         "the grants must all exist before they expire"
     );
 
