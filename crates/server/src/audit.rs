@@ -6,13 +6,12 @@ use rollcall_store::{AuditOutcome, AuditRow};
 
 use crate::app::AppState;
 use crate::auth::Caller;
+use crate::csv::{self, Format, csv_line};
 use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_core::clock::rfc3339_from_millis;
 use rollcall_store::AuditFilter;
@@ -98,14 +97,6 @@ impl From<AuditRow> for AuditView {
             detail: row.detail,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Format {
-    #[default]
-    Json,
-    Csv,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -208,63 +199,20 @@ const CSV_COLUMNS: &[&str] = &[
 ];
 const CSV_BATCH: u32 = 500;
 
-/// Streams every matching row as CSV, a batch at a time, so a large log
-/// never sits in memory.
-fn csv_response(
-    state: AppState,
-    tenant: rollcall_core::id::TenantId,
-    filter: AuditFilter,
-) -> Response {
-    enum Next {
-        Header,
-        After(Option<String>),
-        Done,
-    }
-    let stream = futures_util::stream::unfold(Next::Header, move |next| {
+/// Streams every matching row as CSV, newest first.
+fn csv_response(state: AppState, tenant: TenantId, filter: AuditFilter) -> Response {
+    csv::stream("rollcall-audit-log.csv", CSV_COLUMNS, move |before| {
         let (state, tenant, filter) = (state.clone(), tenant.clone(), filter.clone());
         async move {
-            match next {
-                Next::Done => None,
-                Next::Header => Some((
-                    Ok(csv_line(CSV_COLUMNS.iter().map(|c| (*c).to_owned()))),
-                    Next::After(None),
-                )),
-                Next::After(before) => {
-                    match state
-                        .store
-                        .list_audit(&tenant, &filter, before.as_deref(), CSV_BATCH)
-                        .await
-                    {
-                        Err(e) => {
-                            tracing::error!(error = %e, "audit CSV export stopped");
-                            Some((
-                                Err(std::io::Error::other("the audit log could not be read")),
-                                Next::Done,
-                            ))
-                        }
-                        Ok(rows) if rows.is_empty() => None,
-                        Ok(rows) => {
-                            let last = rows.last().map(|r| r.id.clone());
-                            let full = rows.len() == CSV_BATCH as usize;
-                            let chunk: String = rows.into_iter().map(csv_row).collect();
-                            Some((Ok(chunk), if full { Next::After(last) } else { Next::Done }))
-                        }
-                    }
-                }
-            }
+            let rows = state
+                .store
+                .list_audit(&tenant, &filter, before.as_deref(), CSV_BATCH)
+                .await?;
+            let full = rows.len() == CSV_BATCH as usize;
+            let last = rows.last().map(|r| r.id.clone()).filter(|_| full);
+            Ok((rows.into_iter().map(csv_row).collect(), last))
         }
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"rollcall-audit-log.csv\""),
-    );
-    response
+    })
 }
 
 fn csv_row(row: AuditRow) -> String {
@@ -283,43 +231,4 @@ fn csv_row(row: AuditRow) -> String {
         json(view.before),
         json(view.after),
     ])
-}
-
-/// Every cell quoted; a cell a spreadsheet would run as a formula (leading
-/// `=`, `+`, `-`, `@`, tab or carriage return) gets a `'` in front.
-pub(crate) fn csv_line(cells: impl IntoIterator<Item = String>) -> String {
-    let mut line = cells
-        .into_iter()
-        .map(|cell| {
-            let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-                format!("'{cell}")
-            } else {
-                cell
-            };
-            format!("\"{}\"", cell.replace('"', "\"\""))
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
-}
-
-#[cfg(test)]
-mod tests {
-    use super::csv_line;
-
-    #[test]
-    fn csv_cells_are_quoted_and_formulas_defused() {
-        let line = csv_line([
-            "=HYPERLINK(\"x\")".into(),
-            "plain".into(),
-            "-1+1".into(),
-            "@SUM".into(),
-            "a,b".into(),
-        ]);
-        assert_eq!(
-            line,
-            "\"'=HYPERLINK(\"\"x\"\")\",\"plain\",\"'-1+1\",\"'@SUM\",\"a,b\"\r\n"
-        );
-    }
 }

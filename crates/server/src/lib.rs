@@ -12,6 +12,7 @@ pub mod auth;
 pub mod background;
 pub mod cache;
 pub mod config;
+mod csv;
 pub mod cursor;
 pub mod docs;
 pub mod error;

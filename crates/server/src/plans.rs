@@ -29,7 +29,7 @@ use crate::auth::Caller;
 use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::reports::{Activity, ReportAccount, activity, check_days, walk_users};
+use crate::reports::{Activity, DAY_MS, ReportAccount, activity, check_days, walk_users};
 use crate::request_id::RequestId;
 use crate::unified::{Auditor, settle, target};
 
@@ -40,7 +40,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(apply))
 }
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// An `applying` plan untouched this long lost its applier (a crash).
 const ABANDONED_AFTER_MS: i64 = 10 * 60 * 1000;
 /// The most changes one plan may carry.

@@ -4,9 +4,7 @@
 //! account that has never been synced has no snapshot and is left out.
 
 use axum::Json;
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use rollcall_core::Provider;
 use rollcall_core::error::ErrorEnvelope;
@@ -18,8 +16,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::audit::{Format, csv_line};
 use crate::auth::Caller;
+use crate::csv::{self, Format, csv_line};
 use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
@@ -31,7 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(inactive))
 }
 
-const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+pub(crate) const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 const CSV_BATCH: u32 = 500;
 
 /// A synced account of the tenant, as reports need it.
@@ -130,57 +128,50 @@ struct ReportParams {
     format: Format,
 }
 
-/// Builds a CSV response from a page function, streaming page after page.
-fn csv_response<F, Fut>(
-    filename: &'static str,
-    header_row: &'static [&'static str],
+/// How a report was asked for: the output format, and for JSON its page.
+struct Ask {
+    format: Format,
+    limit: Option<u32>,
+    next_cursor: Option<String>,
+    /// What the cursor is bound to: the report, the tenant, the filters.
+    query: String,
+}
+
+/// A report's answer: every row as streamed CSV (`filename`, `header`,
+/// each row's `lines`), or one JSON page with a cursor bound to the query.
+/// `page(position, limit)` reads the rows after a position.
+async fn answer<T, F, Fut>(
+    state: &AppState,
+    ask: Ask,
+    csv_file: (&'static str, &'static [&'static str]),
+    lines: fn(&T) -> Vec<String>,
     page: F,
-) -> Response
+) -> Result<Response, ApiError>
 where
-    F: Fn(Option<String>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(Vec<String>, Option<String>), ApiError>> + Send,
+    T: Serialize + Send + 'static,
+    F: Fn(Option<String>, u32) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), ApiError>> + Send + 'static,
 {
-    enum Next {
-        Header,
-        After(Option<String>),
-        Done,
-    }
-    let page = std::sync::Arc::new(page);
-    let stream = futures_util::stream::unfold(Next::Header, move |next| {
-        let page = page.clone();
-        async move {
-            match next {
-                Next::Done => None,
-                Next::Header => Some((
-                    Ok(csv_line(header_row.iter().map(|c| (*c).to_owned()))),
-                    Next::After(None),
-                )),
-                Next::After(after) => match page(after).await {
-                    Err(e) => {
-                        tracing::error!(error = %e.message, "report CSV export stopped");
-                        Some((
-                            Err(std::io::Error::other("the report could not be read")),
-                            Next::Done,
-                        ))
-                    }
-                    Ok((lines, next)) => {
-                        let chunk: String = lines.concat();
-                        Some((Ok(chunk), next.map_or(Next::Done, |n| Next::After(Some(n)))))
-                    }
-                },
+    if ask.format == Format::Csv {
+        let (filename, header) = csv_file;
+        return Ok(csv::stream(filename, header, move |after| {
+            let batch = page(after, CSV_BATCH);
+            async move {
+                let (rows, next) = batch.await?;
+                Ok((rows.iter().flat_map(lines).collect(), next))
             }
-        }
-    });
-    let mut response = Response::new(Body::from_stream(stream));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
+        }));
     }
-    response
+    let limit = page_limit(ask.limit)?;
+    let codec = CursorCodec::new(&state.vault);
+    let after = ask
+        .next_cursor
+        .as_deref()
+        .map(|c| codec.decode(c, &ask.query))
+        .transpose()?;
+    let (rows, next) = page(after, limit).await?;
+    let next = next.map(|n| codec.encode(&n, &ask.query));
+    Ok(Json(ListEnvelope::new(rows, next, false)).into_response())
 }
 
 // ---- people ----
@@ -348,32 +339,25 @@ async fn people(
     ApiQuery(p): ApiQuery<ReportParams>,
 ) -> Result<Response, ApiError> {
     let accounts = synced_accounts(&state, &caller.tenant_id).await?;
-    if p.format == Format::Csv {
-        let tenant = caller.tenant_id.clone();
-        return Ok(csv_response(
-            "rollcall-people.csv",
-            PEOPLE_CSV,
-            move |after| {
-                let (state, tenant, accounts) = (state.clone(), tenant.clone(), accounts.clone());
-                async move {
-                    let (people, next) =
-                        people_page(&state, &tenant, &accounts, after, CSV_BATCH).await?;
-                    Ok((people.iter().flat_map(person_lines).collect(), next))
-                }
-            },
-        ));
-    }
-    let limit = page_limit(p.limit)?;
-    let query = format!("report|people|{}", caller.tenant_id);
-    let codec = CursorCodec::new(&state.vault);
-    let after = p
-        .next_cursor
-        .as_deref()
-        .map(|c| codec.decode(c, &query))
-        .transpose()?;
-    let (people, next) = people_page(&state, &caller.tenant_id, &accounts, after, limit).await?;
-    let next = next.map(|n| codec.encode(&n, &query));
-    Ok(Json(ListEnvelope::new(people, next, false)).into_response())
+    let ask = Ask {
+        format: p.format,
+        limit: p.limit,
+        next_cursor: p.next_cursor,
+        query: format!("report|people|{}", caller.tenant_id),
+    };
+    let tenant = caller.tenant_id;
+    let reader = state.clone();
+    answer(
+        &state,
+        ask,
+        ("rollcall-people.csv", PEOPLE_CSV),
+        person_lines,
+        move |after, limit| {
+            let (state, tenant, accounts) = (reader.clone(), tenant.clone(), accounts.clone());
+            async move { people_page(&state, &tenant, &accounts, after, limit).await }
+        },
+    )
+    .await
 }
 
 // ---- admins and inactive users: a walk over accounts, then users ----
@@ -505,8 +489,8 @@ const USERS_CSV: &[&str] = &[
     "days_inactive",
 ];
 
-fn user_line(u: &AccountUser) -> String {
-    csv_line([
+fn user_lines(u: &AccountUser) -> Vec<String> {
+    vec![csv_line([
         u.integrated_account_id.clone(),
         u.provider.to_string(),
         u.account_label.clone(),
@@ -519,7 +503,7 @@ fn user_line(u: &AccountUser) -> String {
         u.created_at.clone().unwrap_or_default(),
         u.activity.clone().unwrap_or_default(),
         u.days_inactive.map(|d| d.to_string()).unwrap_or_default(),
-    ])
+    ])]
 }
 
 async fn admins_page(
@@ -553,30 +537,24 @@ async fn admins(
     ApiQuery(p): ApiQuery<ReportParams>,
 ) -> Result<Response, ApiError> {
     let accounts = synced_accounts(&state, &caller.tenant_id).await?;
-    if p.format == Format::Csv {
-        return Ok(csv_response(
-            "rollcall-admins.csv",
-            USERS_CSV,
-            move |after| {
-                let (state, accounts) = (state.clone(), accounts.clone());
-                async move {
-                    let (rows, next) = admins_page(&state, &accounts, after, CSV_BATCH).await?;
-                    Ok((rows.iter().map(user_line).collect(), next))
-                }
-            },
-        ));
-    }
-    let limit = page_limit(p.limit)?;
-    let query = format!("report|admins|{}", caller.tenant_id);
-    let codec = CursorCodec::new(&state.vault);
-    let after = p
-        .next_cursor
-        .as_deref()
-        .map(|c| codec.decode(c, &query))
-        .transpose()?;
-    let (rows, next) = admins_page(&state, &accounts, after, limit).await?;
-    let next = next.map(|n| codec.encode(&n, &query));
-    Ok(Json(ListEnvelope::new(rows, next, false)).into_response())
+    let ask = Ask {
+        format: p.format,
+        limit: p.limit,
+        next_cursor: p.next_cursor,
+        query: format!("report|admins|{}", caller.tenant_id),
+    };
+    let reader = state.clone();
+    answer(
+        &state,
+        ask,
+        ("rollcall-admins.csv", USERS_CSV),
+        user_lines,
+        move |after, limit| {
+            let (state, accounts) = (reader.clone(), accounts.clone());
+            async move { admins_page(&state, &accounts, after, limit).await }
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -651,36 +629,21 @@ async fn inactive(
     let days = check_days(p.days)?;
     let include_unknown = p.include_unknown.unwrap_or(true);
     let accounts = synced_accounts(&state, &caller.tenant_id).await?;
-    if p.format == Format::Csv {
-        return Ok(csv_response(
-            "rollcall-inactive.csv",
-            USERS_CSV,
-            move |after| {
-                let (state, accounts) = (state.clone(), accounts.clone());
-                async move {
-                    let (rows, next) =
-                        inactive_page(&state, &accounts, days, include_unknown, after, CSV_BATCH)
-                            .await?;
-                    Ok((rows.iter().map(user_line).collect(), next))
-                }
-            },
-        ));
-    }
-    let limit = page_limit(p.limit)?;
-    let query = format!(
-        "report|inactive|{}|{days}|{include_unknown}",
-        caller.tenant_id
-    );
-    let codec = CursorCodec::new(&state.vault);
-    let after = p
-        .next_cursor
-        .as_deref()
-        .map(|c| codec.decode(c, &query))
-        .transpose()?;
-    let (rows, next) =
-        inactive_page(&state, &accounts, days, include_unknown, after, limit).await?;
-    let next = next.map(|n| codec.encode(&n, &query));
-    Ok(Json(ListEnvelope::new(rows, next, false)).into_response())
+    let ask = Ask {
+        format: p.format,
+        limit: p.limit,
+        next_cursor: p.next_cursor,
+        query: format!(
+            "report|inactive|{}|{days}|{include_unknown}",
+            caller.tenant_id
+        ),
+    };
+    let reader = state.clone();
+    answer(&state, ask, ("rollcall-inactive.csv", USERS_CSV), user_lines, move |after, limit| {
+        let (state, accounts) = (reader.clone(), accounts.clone());
+        async move { inactive_page(&state, &accounts, days, include_unknown, after, limit).await }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -3,35 +3,16 @@
 //! once its lease runs out and its events are written exactly once.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use rollcall_client::Client;
 use rollcall_sim_metabase::{MetabaseSim, MetabaseSimConfig};
 use serde_json::json;
 
-use crate::helpers::rollcall_bin;
+use crate::helpers::{Node, free_port, rollcall_bin};
 use crate::helpers::{clear_faults, fault};
 use crate::sync::{all_events, finished, sync};
-
-struct Node {
-    child: Child,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
     // The master key file is created next to the database on first start.

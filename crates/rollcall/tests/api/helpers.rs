@@ -296,6 +296,27 @@ impl TestApp {
     }
 }
 
+/// A `rollcall` process the test started; killed (SIGKILL) when dropped.
+pub struct Node {
+    pub child: std::process::Child,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The `rollcall` executable built for this test run.
 pub fn rollcall_bin() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollcall"));

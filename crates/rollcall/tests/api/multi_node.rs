@@ -7,7 +7,7 @@
 //! Needs `POSTGRES_TEST_URL` (`.ci/run` sets it); without it the
 //! test passes without running and says so.
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -18,27 +18,8 @@ use rollcall_sim_mode::{ModeSim, ModeSimConfig};
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::helpers::{clear_faults, fault, rollcall_bin};
+use crate::helpers::{Node, clear_faults, fault, free_port, rollcall_bin};
 use crate::sync::{all_events, finished};
-
-struct Node {
-    child: Child,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Cluster {
     database_url: String,
