@@ -12,9 +12,15 @@ use serde_json::Value;
 
 use crate::events::{new_event, object_change};
 
-/// The last good snapshot, as stored.
+/// The last good snapshot, as far as a diff needs to read it.
 #[derive(Debug, Default)]
 pub struct Previous {
+    /// Every stored user's id and content hash (`None`: stored before
+    /// hashes were kept), in id order (`sort_hashes`). The hashes settle
+    /// the unchanged users without their JSON.
+    pub user_hashes: Vec<(String, Option<i64>)>,
+    /// Stored users in full: those the hashes cannot settle (changed or
+    /// gone), or all of them where they were read anyway.
     pub users: BTreeMap<String, CachedUserRow>,
     pub groups: BTreeMap<String, CachedGroupRow>,
     pub memberships: BTreeSet<(String, String)>,
@@ -23,18 +29,110 @@ pub struct Previous {
     pub exists: bool,
 }
 
+impl Previous {
+    /// Puts `user_hashes` in the order the diff walks (byte order of the
+    /// ids, whatever order a database's collation gave them in).
+    pub fn sort_hashes(&mut self) {
+        self.user_hashes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    }
+
+    /// The stored users whose full rows the diff of `next` needs and that
+    /// are not read yet: those whose hash differs, and those gone.
+    pub fn users_to_read(&self, next: &[NextUser]) -> Vec<String> {
+        let mut wanted = Vec::new();
+        walk(&self.user_hashes, next, |n| &n.row.user_id, |step| match step {
+            Step::Kept(n, stored) if stored != Some(n.hash) => wanted.push(n.row.user_id.clone()),
+            Step::Gone(id) => wanted.push(id.to_owned()),
+            _ => {}
+        });
+        wanted.retain(|id| !self.users.contains_key(id));
+        wanted
+    }
+}
+
+/// Where a user stands between the stored snapshot and the new one.
+enum Step<'a, N> {
+    New(N),
+    /// In both; the stored content hash.
+    Kept(N, Option<i64>),
+    Gone(&'a str),
+}
+
+/// Walks the stored ids and the new users together, both in id order: one
+/// pass in memory order (looking each up in a map or by bisection misses
+/// the cache on every step, which at 100,000 users costs more than the
+/// rest of the diff).
+fn walk<'a, N>(
+    stored: &'a [(String, Option<i64>)],
+    next: impl IntoIterator<Item = N>,
+    id_of: impl Fn(&N) -> &String,
+    mut visit: impl FnMut(Step<'a, N>),
+) {
+    let mut stored = stored.iter().peekable();
+    for n in next {
+        while let Some((id, _)) = stored.next_if(|(id, _)| id < id_of(&n)) {
+            visit(Step::Gone(id));
+        }
+        match stored.next_if(|(id, _)| id == id_of(&n)) {
+            Some((_, hash)) => visit(Step::Kept(n, *hash)),
+            None => visit(Step::New(n)),
+        }
+    }
+    for (id, _) in stored {
+        visit(Step::Gone(id));
+    }
+}
+
+/// A user of the new snapshot in its stored form, with its content hash.
+#[derive(Debug, Clone)]
+pub struct NextUser {
+    pub row: CachedUserRow,
+    pub hash: i64,
+}
+
+/// The new snapshot's users as stored rows, in id order, each id once
+/// (the first listed wins). Pure CPU work, so it can run off the async
+/// threads, in parts.
+pub fn next_users(users: Vec<User>) -> Vec<NextUser> {
+    let mut rows: Vec<NextUser> = users
+        .into_iter()
+        .map(|user| {
+            let row = user_row(user);
+            let hash = row.content_hash();
+            NextUser { row, hash }
+        })
+        .collect();
+    sort_next_users(&mut rows);
+    rows
+}
+
+/// Orders rows built in parts (each already in order) into one list, by
+/// id, each id once. In primary-key order, too, the commit appends to the
+/// B-tree instead of splitting pages all over it.
+pub fn sort_next_users(rows: &mut Vec<NextUser>) {
+    // Stable: of two rows with one id, the first listed is kept.
+    rows.sort_by(|a, b| a.row.user_id.cmp(&b.row.user_id));
+    rows.dedup_by(|later, first| later.row.user_id == first.row.user_id);
+}
+
+/// The new snapshot, its users already in stored form (`next_users`).
+#[derive(Debug, Default)]
+pub struct Next {
+    pub users: Vec<NextUser>,
+    pub rest: DirectorySnapshot,
+}
+
 /// The stored form of a user: groups come from memberships, remote data
 /// is not kept.
-pub fn user_row(user: &User) -> CachedUserRow {
-    let mut stored = user.clone();
-    stored.groups = None;
-    stored.remote_data = None;
+pub fn user_row(mut user: User) -> CachedUserRow {
+    user.groups = None;
+    user.remote_data = None;
     CachedUserRow {
-        user_id: user.id.clone(),
         email: user.email.as_deref().map(|e| e.trim().to_lowercase()),
         status: user.status.as_str().to_owned(),
         is_admin: user.is_admin,
-        data_json: serde_json::to_string(&stored).unwrap_or_default(),
+        data_json: serde_json::to_string(&user).unwrap_or_default(),
+        user_id: user.id,
     }
 }
 
@@ -122,13 +220,9 @@ impl Events<'_> {
 
 /// The rows and events of the change from `previous` to `next`, as a commit
 /// whose run bookkeeping (lease, run, counts, times) the caller fills in.
-/// Takes the snapshot by value: each user is turned into its stored row and
-/// dropped as the walk goes, so a large directory is not held twice.
-pub fn diff<'a>(
-    previous: &Previous,
-    next: DirectorySnapshot,
-    cx: &'a DiffContext<'a>,
-) -> SyncCommit {
+/// `previous` must hold in full the users `users_to_read` names. Takes the
+/// snapshot by value: rows move into the commit instead of being copied.
+pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> SyncCommit {
     let mut c = SyncCommit::default();
     let mut events = Events {
         emit: previous.exists,
@@ -138,54 +232,55 @@ pub fn diff<'a>(
     };
 
     // Users.
-    let mut seen_users: BTreeSet<String> = BTreeSet::new();
-    for user in next.users {
-        if !seen_users.insert(user.id.clone()) {
-            continue;
-        }
-        let row = user_row(&user);
-        drop(user);
-        match previous.users.get(&row.user_id) {
-            None => {
+    let mut gone = Vec::new();
+    walk(&previous.user_hashes, next.users, |n| &n.row.user_id, |step| {
+        let (row, old) = match step {
+            Step::Gone(id) => return gone.push(id),
+            Step::New(NextUser { row, .. }) => {
                 events.push("user.created", "user", &row.user_id, || {
                     (None, Some(parsed(&row.data_json)))
                 });
-                c.upsert_users.push(row);
+                return c.upsert_users.push(row);
             }
-            // Same serializer, so equal text is the common, cheap case; the
-            // parse only settles differences in formatting.
-            Some(old)
-                if old.data_json != row.data_json
-                    && parsed(&old.data_json) != parsed(&row.data_json) =>
-            {
-                // Activity moves with every login: stored, but no event
-                // (and no staleness) for it alone.
-                if without_activity(&old.data_json) == without_activity(&row.data_json) {
-                    c.upsert_users.push(row);
-                    continue;
-                }
-                let deactivated = old.status != "inactive" && row.status == "inactive";
-                let kind = if deactivated {
-                    "user.deactivated"
-                } else {
-                    "user.updated"
-                };
-                events.push(kind, "user", &row.user_id, || {
-                    (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
-                });
-                c.upsert_users.push(row);
+            Step::Kept(NextUser { hash, .. }, Some(stored)) if stored == hash => return,
+            Step::Kept(NextUser { row, .. }, _) => {
+                let old = previous.users.get(&row.user_id);
+                (row, old)
             }
-            Some(_) => {}
-        }
-    }
-    for (id, old) in &previous.users {
-        if !seen_users.contains(id.as_str()) {
-            events.push("user.deleted", "user", id, || {
-                (Some(parsed(&old.data_json)), None)
+        };
+        // The hash differs (or was never stored): the JSON decides. Same
+        // serializer, so equal text is the cheap common case; the parse
+        // settles differences in formatting. Either way the row is written
+        // again, so its hash is right from now on.
+        let changed = old.is_none_or(|old| {
+            old.data_json != row.data_json && parsed(&old.data_json) != parsed(&row.data_json)
+        });
+        // Activity moves with every login: stored, but no event (and no
+        // staleness) for it alone.
+        let old = old.filter(|old| {
+            changed && without_activity(&old.data_json) != without_activity(&row.data_json)
+        });
+        if let Some(old) = old {
+            let deactivated = old.status != "inactive" && row.status == "inactive";
+            let kind = if deactivated {
+                "user.deactivated"
+            } else {
+                "user.updated"
+            };
+            events.push(kind, "user", &row.user_id, || {
+                (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
             });
-            c.delete_users.push(id.clone());
         }
+        c.upsert_users.push(row);
+    });
+    for id in gone {
+        let old = previous.users.get(id);
+        events.push("user.deleted", "user", id, || {
+            (old.map(|o| parsed(&o.data_json)), None)
+        });
+        c.delete_users.push(id.to_owned());
     }
+    let next = next.rest;
 
     // Groups.
     let mut seen_groups = BTreeSet::new();
@@ -242,11 +337,6 @@ pub fn diff<'a>(
         c.add_memberships.push(pair);
     }
 
-    // In primary-key order, so the commit appends to the B-tree instead of
-    // splitting pages all over it (vendors number users; keys are text).
-    c.upsert_users
-        .sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
-
     c.roles = next
         .roles
         .iter()
@@ -300,13 +390,15 @@ mod tests {
         }
     }
 
+    /// The stored form of `snapshot`, read as a sync reads it: hashes of
+    /// every user, full rows of none.
     fn previous_of(snapshot: &DirectorySnapshot) -> Previous {
         Previous {
-            users: snapshot
-                .users
-                .iter()
-                .map(|u| (u.id.clone(), user_row(u)))
+            user_hashes: next_users(snapshot.users.clone())
+                .into_iter()
+                .map(|n| (n.row.user_id, Some(n.hash)))
                 .collect(),
+            users: BTreeMap::new(),
             groups: snapshot
                 .groups
                 .iter()
@@ -315,6 +407,31 @@ mod tests {
             memberships: snapshot.memberships.iter().cloned().collect(),
             exists: true,
         }
+    }
+
+    /// Diffs `next` against `stored` as a sync does: the full rows
+    /// `users_to_read` names are read first (and only those).
+    fn diff_against(
+        stored: &DirectorySnapshot,
+        mut previous: Previous,
+        next: DirectorySnapshot,
+        cx: &DiffContext<'_>,
+    ) -> (SyncCommit, Vec<String>) {
+        let users = next_users(next.users.clone());
+        let wanted = previous.users_to_read(&users);
+        previous.users = next_users(stored.users.clone())
+            .into_iter()
+            .filter(|n| wanted.contains(&n.row.user_id))
+            .map(|n| (n.row.user_id.clone(), n.row))
+            .collect();
+        let next = Next {
+            users,
+            rest: DirectorySnapshot {
+                users: vec![],
+                ..next
+            },
+        };
+        (diff(&previous, next, cx), wanted)
     }
 
     fn kinds(changes: &SyncCommit) -> Vec<(String, String)> {
@@ -363,7 +480,9 @@ mod tests {
             roles: vec![],
             activity_exposed: true,
         };
-        let changes = diff(&previous_of(&before), after.clone(), &cx);
+        let (changes, read) = diff_against(&before, previous_of(&before), after.clone(), &cx);
+        // Only the changed and the gone were read in full.
+        assert_eq!(read, vec!["a", "b", "c"]);
         assert_eq!(
             kinds(&changes),
             vec![
@@ -380,7 +499,8 @@ mod tests {
         // g1's count changed: stored again, but no event of its own.
         assert_eq!(changes.upsert_groups.len(), 2);
         assert_eq!(changes.delete_users, vec!["c".to_owned()]);
-        let unchanged = diff(&previous_of(&after), after, &cx);
+        let (unchanged, read) = diff_against(&after, previous_of(&after), after.clone(), &cx);
+        assert!(read.is_empty());
         assert!(unchanged.events.is_empty());
         assert!(unchanged.upsert_users.is_empty() && unchanged.upsert_groups.is_empty());
     }
@@ -405,8 +525,7 @@ mod tests {
             users: vec![seen],
             ..DirectorySnapshot::default()
         };
-        let previous = previous_of(&before);
-        let changes = diff(&previous, after, &cx);
+        let (changes, _) = diff_against(&before, previous_of(&before), after, &cx);
         assert!(changes.events.is_empty());
         assert!(!changes.snapshot_changed);
         assert_eq!(changes.upsert_users.len(), 1);
@@ -426,8 +545,58 @@ mod tests {
             users: vec![user("a", UserStatus::Active, true)],
             ..DirectorySnapshot::default()
         };
-        let changes = diff(&Previous::default(), snapshot, &cx);
+        let (changes, _) = diff_against(
+            &DirectorySnapshot::default(),
+            Previous::default(),
+            snapshot,
+            &cx,
+        );
         assert!(changes.events.is_empty());
         assert_eq!(changes.upsert_users.len(), 1);
+    }
+
+    #[test]
+    fn users_stored_without_a_hash_are_compared_in_full_and_rewritten_quietly() {
+        let tenant = TenantId::generate();
+        let account = AccountId::generate();
+        let cx = DiffContext {
+            tenant: &tenant,
+            account: &account,
+            sync_run_id: "s",
+            now: 5,
+        };
+        let snapshot = DirectorySnapshot {
+            users: vec![
+                user("a", UserStatus::Active, false),
+                user("b", UserStatus::Active, false),
+            ],
+            ..DirectorySnapshot::default()
+        };
+        let mut previous = previous_of(&snapshot);
+        for (_, hash) in &mut previous.user_hashes {
+            *hash = None;
+        }
+        let mut next = snapshot.clone();
+        next.users[1].status = UserStatus::Inactive;
+        let (changes, read) = diff_against(&snapshot, previous, next, &cx);
+        assert_eq!(read, vec!["a", "b"]);
+        assert_eq!(kinds(&changes), vec![("user.deactivated".into(), "b".into())]);
+        // Both rewritten: "a" only to store its hash.
+        assert_eq!(changes.upsert_users.len(), 2);
+        assert!(changes.snapshot_changed);
+    }
+
+    #[test]
+    fn a_user_listed_twice_counts_once_and_the_first_wins() {
+        let mut second = user("a", UserStatus::Inactive, false);
+        second.email = Some("other@example.com".into());
+        let rows = next_users(vec![
+            user("b", UserStatus::Active, false),
+            user("a", UserStatus::Active, false),
+            second,
+        ]);
+        let ids: Vec<_> = rows.iter().map(|n| n.row.user_id.as_str()).collect();
+        assert_eq!(ids, vec!["a", "b"]);
+        assert_eq!(rows[0].row.status, "active");
     }
 }

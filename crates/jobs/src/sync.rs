@@ -18,7 +18,7 @@ use rollcall_store::{
 };
 use serde_json::{Value, json};
 
-use crate::diff::{DiffContext, Previous, diff};
+use crate::diff::{DiffContext, Next, NextUser, Previous, diff, next_users, sort_next_users};
 use crate::events::new_event;
 use crate::runner::with_lease;
 use crate::{Inner, Jobs, millis};
@@ -310,7 +310,7 @@ async fn perform(
     let full_read_due = last_full.is_none_or(|at| started.saturating_sub(at) >= FULL_READ_EVERY_MS);
     let reuse = directory.reuses_known_users() && !full_read_due;
     let load = || async {
-        let previous = load_previous(inner, account).await;
+        let previous = load_previous(inner, account, reuse).await;
         (previous, inner.clock.now_millis())
     };
     // A read that reuses known users needs the previous snapshot first;
@@ -344,8 +344,8 @@ async fn perform(
         Some(loaded) => (read.await, loaded),
         None => tokio::join!(read, load()),
     };
-    let previous = previous.map_err(store_error)?;
-    let snapshot = match read {
+    let mut previous = previous.map_err(store_error)?;
+    let mut snapshot = match read {
         Ok(snapshot) => snapshot,
         Err(e) => {
             if let DirectoryError::Connector(
@@ -376,7 +376,24 @@ async fn perform(
         snapshot.memberships.len(),
         snapshot.roles.len(),
     );
-    let changes = diff(&previous, snapshot, &cx);
+    let users = stored_form(std::mem::take(&mut snapshot.users)).await?;
+    // Only the users whose hash differs, and those gone, are read in full.
+    let wanted = previous.users_to_read(&users);
+    if !wanted.is_empty() {
+        let rows = inner
+            .store
+            .snapshot_users_by_id(account, &wanted)
+            .await
+            .map_err(store_error)?;
+        previous
+            .users
+            .extend(rows.into_iter().map(|u| (u.user_id.clone(), u)));
+    }
+    let next = Next {
+        users,
+        rest: snapshot,
+    };
+    let changes = diff(&previous, next, &cx);
     drop(previous);
     let diffed = inner.clock.now_millis();
     let counts = json!({
@@ -442,15 +459,45 @@ async fn after_commit(inner: &Inner, run_id: &str, c: Committed) {
     inner.opener.vendor_verdict(&c.row, true, None).await;
 }
 
-async fn load_previous(inner: &Inner, account: &AccountId) -> Result<Previous, StoreError> {
+/// The new snapshot's users in stored form, built on two blocking threads
+/// (serializing a large directory is the diff's main cost).
+async fn stored_form(mut users: Vec<User>) -> Result<Vec<NextUser>, String> {
+    let second = users.split_off(users.len() / 2);
+    let (first, second) = tokio::join!(
+        tokio::task::spawn_blocking(move || next_users(users)),
+        tokio::task::spawn_blocking(move || next_users(second)),
+    );
+    let lost = |e: tokio::task::JoinError| format!("building the stored users failed: {e}");
+    let mut rows = first.map_err(lost)?;
+    rows.extend(second.map_err(lost)?);
+    sort_next_users(&mut rows);
+    Ok(rows)
+}
+
+/// The last good snapshot: users as content hashes only, unless `in_full`
+/// (a connector that reuses known users needs them all).
+async fn load_previous(
+    inner: &Inner,
+    account: &AccountId,
+    in_full: bool,
+) -> Result<Previous, StoreError> {
     let store = &inner.store;
     let exists = store.last_good_sync_at(account).await?.is_some();
-    let users: BTreeMap<_, _> = store
-        .snapshot_users(account)
-        .await?
-        .into_iter()
-        .map(|u| (u.user_id.clone(), u))
-        .collect();
+    let (user_hashes, users) = if in_full {
+        let users: BTreeMap<_, _> = store
+            .snapshot_users(account)
+            .await?
+            .into_iter()
+            .map(|u| (u.user_id.clone(), u))
+            .collect();
+        let hashes = users
+            .iter()
+            .map(|(id, u)| (id.clone(), Some(u.content_hash())))
+            .collect();
+        (hashes, users)
+    } else {
+        (store.snapshot_user_hashes(account).await?, BTreeMap::new())
+    };
     let groups: BTreeMap<_, _> = store
         .snapshot_groups(account)
         .await?
@@ -462,12 +509,15 @@ async fn load_previous(inner: &Inner, account: &AccountId) -> Result<Previous, S
         .await?
         .into_iter()
         .collect();
-    Ok(Previous {
+    let mut previous = Previous {
+        user_hashes,
         users,
         groups,
         memberships,
         exists,
-    })
+    };
+    previous.sort_hashes();
+    Ok(previous)
 }
 
 #[cfg(test)]

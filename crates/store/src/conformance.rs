@@ -844,6 +844,22 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
     assert!(store.commit_sync(&commit).await.expect("commit"));
     assert_eq!(store.last_full_read_at(&a.id).await.expect("full"), None);
     assert_eq!(store.snapshot_users(&a.id).await.expect("users").len(), 2);
+    // Each user is stored with its content hash, and read back by id.
+    assert_eq!(
+        store.snapshot_user_hashes(&a.id).await.expect("hashes"),
+        commit
+            .upsert_users
+            .iter()
+            .map(|u| (u.user_id.clone(), Some(u.content_hash())))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store
+            .snapshot_users_by_id(&a.id, &["u2".into(), "nobody".into()])
+            .await
+            .expect("by id"),
+        vec![commit.upsert_users[1].clone()]
+    );
     assert_eq!(
         store.snapshot_memberships(&a.id).await.expect("m"),
         vec![("g1".to_owned(), "u2".to_owned())]

@@ -576,6 +576,7 @@ impl SyncStore for PgStore {
                     &u.status,
                     i64::from(u.is_admin),
                     &u.data_json,
+                    u.content_hash(),
                 )
             })
             .collect();
@@ -667,6 +668,54 @@ impl SyncStore for PgStore {
             }
             out.extend(chunk);
         }
+    }
+
+    async fn snapshot_user_hashes(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let mut out: Vec<(String, Option<i64>)> = Vec::new();
+        let mut after = String::new();
+        loop {
+            let chunk: Vec<(String, Option<i64>)> = sqlx::query_as(
+                "SELECT user_id, data_hash FROM dir_users \
+                 WHERE account_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
+            )
+            .bind(account.as_str())
+            .bind(&after)
+            .bind(SNAPSHOT_CHUNK)
+            .fetch_all(self.pool())
+            .await?;
+            let full = i64::try_from(chunk.len()).unwrap_or(0) >= SNAPSHOT_CHUNK;
+            let last = chunk.last().map(|(id, _)| id.clone());
+            out.extend(chunk);
+            match last {
+                Some(last) if full => after = last,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn snapshot_users_by_id(
+        &self,
+        account: &AccountId,
+        ids: &[String],
+    ) -> Result<Vec<CachedUserRow>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let rows = sqlx::query(
+                "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+                 WHERE account_id = $1 AND user_id = ANY($2)",
+            )
+            .bind(account.as_str())
+            .bind(chunk)
+            .fetch_all(self.pool())
+            .await?;
+            for row in &rows {
+                out.push(user_from(row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn snapshot_groups(
@@ -1247,11 +1296,12 @@ const BATCH_ROWS: usize = 2_000;
 const DELETE_USERS: &str = "DELETE FROM dir_users WHERE account_id = $1 \
      AND user_id IN (SELECT jsonb_array_elements_text($2::jsonb))";
 const UPSERT_USERS: &str = "INSERT INTO dir_users \
-     (account_id, user_id, email, status, is_admin, data_json) \
-     SELECT $1, value ->> 0, value ->> 1, value ->> 2, (value ->> 3)::bigint, value ->> 4 \
+     (account_id, user_id, email, status, is_admin, data_json, data_hash) \
+     SELECT $1, value ->> 0, value ->> 1, value ->> 2, (value ->> 3)::bigint, value ->> 4, \
+     (value ->> 5)::bigint \
      FROM jsonb_array_elements($2::jsonb) ON CONFLICT (account_id, user_id) DO UPDATE SET \
      email = excluded.email, status = excluded.status, is_admin = excluded.is_admin, \
-     data_json = excluded.data_json";
+     data_json = excluded.data_json, data_hash = excluded.data_hash";
 const DELETE_GROUPS: &str = "DELETE FROM dir_groups WHERE account_id = $1 \
      AND group_id IN (SELECT jsonb_array_elements_text($2::jsonb))";
 const UPSERT_GROUPS: &str = "INSERT INTO dir_groups (account_id, group_id, name, data_json) \

@@ -546,6 +546,7 @@ impl SyncStore for SqliteStore {
                     &u.status,
                     i64::from(u.is_admin),
                     &u.data_json,
+                    u.content_hash(),
                 )
             })
             .collect();
@@ -633,6 +634,45 @@ impl SyncStore for SqliteStore {
                 },
             )
             .collect())
+    }
+
+    async fn snapshot_user_hashes(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        packed_chunks(
+            self,
+            "SELECT json_group_array(json_array(user_id, data_hash)) \
+             FROM (SELECT user_id, data_hash \
+             FROM dir_users WHERE account_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
+            account,
+            String::new(),
+            |row: &(String, Option<i64>)| row.0.clone(),
+        )
+        .await
+    }
+
+    async fn snapshot_users_by_id(
+        &self,
+        account: &AccountId,
+        ids: &[String],
+    ) -> Result<Vec<CachedUserRow>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let json = serde_json::to_string(chunk).map_err(corrupt)?;
+            let rows = sqlx::query(
+                "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+                 WHERE account_id = ?1 AND user_id IN (SELECT value FROM json_each(?2))",
+            )
+            .bind(account.as_str())
+            .bind(json)
+            .fetch_all(self.pool())
+            .await?;
+            for row in &rows {
+                out.push(user_from(row)?);
+            }
+        }
+        Ok(out)
     }
 
     async fn snapshot_groups(
@@ -1219,11 +1259,11 @@ const BATCH_ROWS: usize = 2_000;
 const DELETE_USERS: &str = "DELETE FROM dir_users WHERE account_id = ?1 \
      AND user_id IN (SELECT value FROM json_each(?2))";
 const UPSERT_USERS: &str = "INSERT INTO dir_users \
-     (account_id, user_id, email, status, is_admin, data_json) \
-     SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
+     (account_id, user_id, email, status, is_admin, data_json, data_hash) \
+     SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
      FROM json_each(?2) WHERE true ON CONFLICT (account_id, user_id) DO UPDATE SET \
      email = excluded.email, status = excluded.status, is_admin = excluded.is_admin, \
-     data_json = excluded.data_json";
+     data_json = excluded.data_json, data_hash = excluded.data_hash";
 const DELETE_GROUPS: &str = "DELETE FROM dir_groups WHERE account_id = ?1 \
      AND group_id IN (SELECT value FROM json_each(?2))";
 const UPSERT_GROUPS: &str = "INSERT INTO dir_groups (account_id, group_id, name, data_json) \

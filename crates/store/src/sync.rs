@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use rollcall_core::id::{AccountId, TenantId};
+use sha2::{Digest as _, Sha256};
 
 use crate::StoreError;
 
@@ -136,6 +137,18 @@ pub struct CachedUserRow {
     pub status: String,
     pub is_admin: bool,
     pub data_json: String,
+}
+
+impl CachedUserRow {
+    /// What is stored beside the row to tell it unchanged without reading
+    /// it back: the first 8 bytes of the SHA-256 of its JSON (the same
+    /// serializer makes the same text for the same user).
+    pub fn content_hash(&self) -> i64 {
+        let digest = Sha256::digest(self.data_json.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_le_bytes(first)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +388,18 @@ pub trait SyncStore: Send + Sync {
     // ---- the snapshot ----
 
     async fn snapshot_users(&self, account: &AccountId) -> Result<Vec<CachedUserRow>, StoreError>;
+    /// Every stored user's id and content hash (`None` for rows stored
+    /// before hashes were kept): what a sync needs to find the changed ones.
+    async fn snapshot_user_hashes(
+        &self,
+        account: &AccountId,
+    ) -> Result<Vec<(String, Option<i64>)>, StoreError>;
+    /// The stored users among `ids` (unknown ids are skipped).
+    async fn snapshot_users_by_id(
+        &self,
+        account: &AccountId,
+        ids: &[String],
+    ) -> Result<Vec<CachedUserRow>, StoreError>;
     async fn snapshot_groups(&self, account: &AccountId)
     -> Result<Vec<CachedGroupRow>, StoreError>;
     async fn snapshot_memberships(

@@ -213,6 +213,23 @@ fn parse<T: serde::de::DeserializeOwned>(answer: &VendorAnswer) -> Result<T, Dir
     Ok(answer.json::<T>()?)
 }
 
+/// A user page straight into unified users (no JSON tree per page, as the
+/// API's lists need for `remote_data`), with the vendor's `total`.
+fn parse_user_page(answer: &VendorAnswer) -> Result<(Vec<(u64, User)>, u64), DirectoryError> {
+    let list: payload::UserPage = parse(answer)?;
+    let no_groups = GroupIndex::default();
+    let users = list
+        .data
+        .iter()
+        .map(|user| {
+            let mut unified = to_user(user, &no_groups, None, false);
+            unified.groups = None;
+            (user.id, unified)
+        })
+        .collect();
+    Ok((users, list.total))
+}
+
 fn parse_value<T: for<'de> Deserialize<'de>>(
     value: &Value,
     what: &str,
@@ -404,44 +421,63 @@ impl MetabaseDirectory<'_> {
     /// `include_deactivated=true` says the same to versions that predate
     /// `status` (and wins over it where both are known), so no version
     /// answers with active users only and makes the deactivated look deleted.
+    ///
+    /// Each page is parsed on a blocking thread while the next one (where
+    /// the last `total` says there is one) is already asked for: the read
+    /// then costs about what the vendor takes to answer, not that plus the
+    /// parse.
     async fn snapshot_users(
         &self,
         progress: &dyn ProgressSink,
     ) -> Result<Vec<User>, DirectoryError> {
-        let no_groups = GroupIndex::default();
+        let page = |offset: u64| {
+            self.ok(
+                VendorRequest::get(format!(
+                    "/api/user?status=all&include_deactivated=true&limit={SNAPSHOT_PAGE}&offset={offset}"
+                )),
+                "user list",
+            )
+        };
         let mut users = BTreeMap::new();
         let mut offset: u64 = 0;
+        let mut total: Option<u64> = None;
+        let mut answer = page(offset).await?;
         loop {
-            let answer = self
-                .ok(
-                    VendorRequest::get(format!(
-                        "/api/user?status=all&include_deactivated=true&limit={SNAPSHOT_PAGE}&offset={offset}"
-                    )),
-                    "user list",
-                )
-                .await?;
-            // Straight into users: no JSON tree per page, as the API's
-            // lists need for `remote_data`.
-            let list: payload::UserPage = parse(&answer)?;
-            if list.data.is_empty() {
+            let parsing = tokio::task::spawn_blocking(move || parse_user_page(&answer));
+            // Guessed as a full page on; checked against the parsed one.
+            let guess = offset.saturating_add(SNAPSHOT_PAGE);
+            let (parsed, ahead) = if total.is_some_and(|t| guess < t) {
+                let (parsed, ahead) = tokio::join!(parsing, page(guess));
+                (parsed, Some(ahead))
+            } else {
+                (parsing.await, None)
+            };
+            let (listed, page_total) = parsed.map_err(|e| {
+                ConnectorError::BadResponse(format!("parsing a Metabase user page failed: {e}"))
+            })??;
+            if listed.is_empty() {
                 break;
             }
-            for user in &list.data {
-                let mut unified = to_user(user, &no_groups, None, false);
-                unified.groups = None;
+            offset = offset.saturating_add(u64::try_from(listed.len()).unwrap_or(u64::MAX));
+            for (id, user) in listed {
                 // Users added while paging shift later pages: one may be
                 // listed twice.
-                users.entry(user.id).or_insert(unified);
+                users.entry(id).or_insert(user);
             }
-            offset = offset.saturating_add(u64::try_from(list.data.len()).unwrap_or(u64::MAX));
+            total = Some(page_total);
             progress.report(SnapshotProgress {
                 phase: "users",
                 done: u64::try_from(users.len()).unwrap_or(u64::MAX),
-                total: Some(list.total),
+                total,
             });
-            if offset >= list.total {
+            if offset >= page_total {
                 break;
             }
+            answer = match ahead {
+                Some(ahead) if offset == guess => ahead?,
+                // A short page (users removed while paging): on from where it ended.
+                _ => page(offset).await?,
+            };
         }
         Ok(users.into_values().collect())
     }
@@ -883,8 +919,8 @@ impl Directory for MetabaseDirectory<'_> {
         Ok(roles())
     }
 
-    /// `GET /api/user?status=all` page by page, then the group list and
-    /// the membership map (one call each).
+    /// `GET /api/user?status=all` page by page, and beside it the group
+    /// list and the membership map (one call each).
     async fn snapshot(
         &self,
         _known: &KnownUsers,
@@ -898,15 +934,17 @@ impl Directory for MetabaseDirectory<'_> {
                 total: Some(n),
             });
         };
-        let users = self.snapshot_users(progress).await?;
-        let mut groups = self.all_groups().await?;
+        // The three reads are independent: asked for side by side.
+        let (users, mut groups, memberships) = tokio::try_join!(
+            self.snapshot_users(progress),
+            self.all_groups(),
+            self.all_memberships(),
+        )?;
         groups.sort_by_key(|g| g.id);
         let groups: Vec<Group> = groups.iter().map(|g| to_group(g, None, false)).collect();
         report("groups", groups.len());
         // Already sorted by (group, user) and each pair once.
-        let memberships: Vec<(String, String)> = self
-            .all_memberships()
-            .await?
+        let memberships: Vec<(String, String)> = memberships
             .iter()
             .map(|m| (m.group_id.to_string(), m.user_id.to_string()))
             .collect();
