@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rollcall_connectors::DirectorySnapshot;
 use rollcall_core::id::{AccountId, TenantId};
 use rollcall_core::unified::{Group, GroupMembership, User};
-use rollcall_store::{CachedGroupRow, CachedRoleRow, CachedUserRow, EventRow, SyncCommit};
+use rollcall_store::{
+    CachedGroupRow, CachedRoleRow, CachedUserRow, EventRow, SyncCommit, memberships_hash,
+};
 use serde_json::Value;
 
 use crate::events::{new_event, object_change};
@@ -23,6 +25,10 @@ pub struct Previous {
     /// gone), or all of them where they were read anyway.
     pub users: BTreeMap<String, CachedUserRow>,
     pub groups: BTreeMap<String, CachedGroupRow>,
+    /// The stored membership list's hash (`None`: none stored yet).
+    pub memberships_hash: Option<i64>,
+    /// The stored memberships, read only when the hash differs from the
+    /// new list's (`needs_memberships`).
     pub memberships: BTreeSet<(String, String)>,
     /// Whether there was one at all: the first sync is a baseline and
     /// makes no object events.
@@ -47,6 +53,12 @@ impl Previous {
         });
         wanted.retain(|id| !self.users.contains_key(id));
         wanted
+    }
+
+    /// Whether the stored memberships must be read for the diff of `next`:
+    /// only when its membership list differs from the stored one.
+    pub fn needs_memberships(&self, next: &Next) -> bool {
+        self.memberships_hash != Some(next.memberships_hash)
     }
 }
 
@@ -116,10 +128,30 @@ pub fn sort_next_users(rows: &mut Vec<NextUser>) {
 }
 
 /// The new snapshot, its users already in stored form (`next_users`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Next {
-    pub users: Vec<NextUser>,
-    pub rest: DirectorySnapshot,
+    users: Vec<NextUser>,
+    /// Everything else; its memberships sorted, each once.
+    rest: DirectorySnapshot,
+    memberships_hash: i64,
+}
+
+impl Next {
+    pub fn new(users: Vec<NextUser>, mut rest: DirectorySnapshot) -> Self {
+        rest.users = Vec::new();
+        rest.memberships.sort_unstable();
+        rest.memberships.dedup();
+        let memberships_hash = memberships_hash(&rest.memberships);
+        Self {
+            users,
+            rest,
+            memberships_hash,
+        }
+    }
+
+    pub fn users(&self) -> &[NextUser] {
+        &self.users
+    }
 }
 
 /// The stored form of a user: groups come from memberships, remote data
@@ -231,6 +263,9 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
         changed: false,
     };
 
+    let compare_memberships = previous.needs_memberships(&next);
+    c.memberships_hash = Some(next.memberships_hash);
+
     // Users.
     let mut gone = Vec::new();
     walk(&previous.user_hashes, next.users, |n| &n.row.user_id, |step| {
@@ -316,10 +351,16 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
         }
     }
 
-    // Memberships: the removed ones first (few, cloned), then the new set
-    // is consumed so the added ones move instead of being copied.
-    let next_memberships: BTreeSet<(String, String)> = next.memberships.into_iter().collect();
-    for (group, user) in previous.memberships.difference(&next_memberships) {
+    // Memberships, unless the list hashes as stored: the removed ones first
+    // (few, cloned), then the new set is consumed so the added ones move
+    // instead of being copied.
+    let unchanged = BTreeSet::new();
+    let (previous_memberships, next_memberships) = if compare_memberships {
+        (&previous.memberships, next.memberships.into_iter().collect())
+    } else {
+        (&unchanged, BTreeSet::new())
+    };
+    for (group, user) in previous_memberships.difference(&next_memberships) {
         let id = GroupMembership::id_for(group, user);
         events.push("group_membership.removed", "group_membership", &id, || {
             (Some(membership_json(group, user)), None)
@@ -327,7 +368,7 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
         c.remove_memberships.push((group.clone(), user.clone()));
     }
     for pair in next_memberships {
-        if previous.memberships.contains(&pair) {
+        if previous_memberships.contains(&pair) {
             continue;
         }
         let id = GroupMembership::id_for(&pair.0, &pair.1);
@@ -404,9 +445,15 @@ mod tests {
                 .iter()
                 .map(|g| (g.id.clone(), group_row(g)))
                 .collect(),
-            memberships: snapshot.memberships.iter().cloned().collect(),
+            memberships_hash: Some(memberships_hash(&sorted(&snapshot.memberships))),
+            memberships: BTreeSet::new(),
             exists: true,
         }
+    }
+
+    fn sorted(pairs: &[(String, String)]) -> Vec<(String, String)> {
+        let set: BTreeSet<_> = pairs.iter().cloned().collect();
+        set.into_iter().collect()
     }
 
     /// Diffs `next` against `stored` as a sync does: the full rows
@@ -417,20 +464,16 @@ mod tests {
         next: DirectorySnapshot,
         cx: &DiffContext<'_>,
     ) -> (SyncCommit, Vec<String>) {
-        let users = next_users(next.users.clone());
-        let wanted = previous.users_to_read(&users);
+        let next = Next::new(next_users(next.users.clone()), next);
+        let wanted = previous.users_to_read(next.users());
         previous.users = next_users(stored.users.clone())
             .into_iter()
             .filter(|n| wanted.contains(&n.row.user_id))
             .map(|n| (n.row.user_id.clone(), n.row))
             .collect();
-        let next = Next {
-            users,
-            rest: DirectorySnapshot {
-                users: vec![],
-                ..next
-            },
-        };
+        if previous.needs_memberships(&next) {
+            previous.memberships = stored.memberships.iter().cloned().collect();
+        }
         (diff(&previous, next, cx), wanted)
     }
 
@@ -499,8 +542,15 @@ mod tests {
         // g1's count changed: stored again, but no event of its own.
         assert_eq!(changes.upsert_groups.len(), 2);
         assert_eq!(changes.delete_users, vec!["c".to_owned()]);
-        let (unchanged, read) = diff_against(&after, previous_of(&after), after.clone(), &cx);
+        let stored = previous_of(&after);
+        let mut shuffled = after.clone();
+        shuffled.memberships.reverse();
+        shuffled.memberships.push(shuffled.memberships[0].clone());
+        // The same list in another order, one pair twice: same hash.
+        assert!(!stored.needs_memberships(&Next::new(vec![], shuffled.clone())));
+        let (unchanged, read) = diff_against(&after, stored, shuffled, &cx);
         assert!(read.is_empty());
+        assert_eq!(unchanged.memberships_hash, previous_of(&after).memberships_hash);
         assert!(unchanged.events.is_empty());
         assert!(unchanged.upsert_users.is_empty() && unchanged.upsert_groups.is_empty());
     }

@@ -389,10 +389,16 @@ async fn perform(
             .users
             .extend(rows.into_iter().map(|u| (u.user_id.clone(), u)));
     }
-    let next = Next {
-        users,
-        rest: snapshot,
-    };
+    let next = Next::new(users, snapshot);
+    if previous.needs_memberships(&next) {
+        previous.memberships = inner
+            .store
+            .snapshot_memberships(account)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .collect();
+    }
     let changes = diff(&previous, next, &cx);
     drop(previous);
     let diffed = inner.clock.now_millis();
@@ -504,16 +510,13 @@ async fn load_previous(
         .into_iter()
         .map(|g| (g.group_id.clone(), g))
         .collect();
-    let memberships: BTreeSet<_> = store
-        .snapshot_memberships(account)
-        .await?
-        .into_iter()
-        .collect();
     let mut previous = Previous {
         user_hashes,
         users,
         groups,
-        memberships,
+        memberships_hash: store.memberships_hash(account).await?,
+        // Read later, and only if the new list hashes differently.
+        memberships: BTreeSet::new(),
         exists,
     };
     previous.sort_hashes();

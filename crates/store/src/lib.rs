@@ -40,7 +40,7 @@ pub use sqlite::SqliteStore;
 pub use sync::{
     CachedGroupRow, CachedRoleRow, CachedUserFilter, CachedUserRow, DeliveryOutcome, DeliveryRow,
     DeliveryStatus, DueAccount, DueDelivery, Enqueued, EventRow, JobRow, JobStatus, Lease,
-    SyncCommit, SyncRunRow, SyncStatus, SyncStore, WebhookRow,
+    SyncCommit, SyncRunRow, SyncStatus, SyncStore, WebhookRow, memberships_hash,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

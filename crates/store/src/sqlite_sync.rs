@@ -306,6 +306,16 @@ impl SyncStore for SqliteStore {
         Ok(at.flatten())
     }
 
+    async fn memberships_hash(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
+        let hash: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT memberships_hash FROM account_sync_state WHERE account_id = ?",
+        )
+        .bind(account.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(hash.flatten())
+    }
+
     async fn last_full_read_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError> {
         let at: Option<Option<i64>> = sqlx::query_scalar(
             "SELECT last_full_read_at FROM account_sync_state WHERE account_id = ?",
@@ -580,12 +590,14 @@ impl SyncStore for SqliteStore {
         sqlx::query(
             "INSERT INTO account_sync_state \
              (account_id, last_run_id, last_success_at, last_full_read_at, next_sync_at, \
-              snapshot_version, activity_exposed) \
-             VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6) ON CONFLICT (account_id) DO UPDATE SET \
+              snapshot_version, activity_exposed, memberships_hash) \
+             VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6, ?7) \
+             ON CONFLICT (account_id) DO UPDATE SET \
              last_run_id = excluded.last_run_id, last_success_at = excluded.last_success_at, \
              last_full_read_at = COALESCE(excluded.last_full_read_at, last_full_read_at), \
              snapshot_version = snapshot_version + excluded.snapshot_version, \
-             activity_exposed = excluded.activity_exposed",
+             activity_exposed = excluded.activity_exposed, \
+             memberships_hash = excluded.memberships_hash",
         )
         .bind(account)
         .bind(&c.run_id)
@@ -593,6 +605,7 @@ impl SyncStore for SqliteStore {
         .bind(c.full_read.then_some(c.finished_at))
         .bind(i64::from(c.snapshot_changed))
         .bind(i64::from(c.activity_exposed))
+        .bind(c.memberships_hash)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -144,11 +144,29 @@ impl CachedUserRow {
     /// it back: the first 8 bytes of the SHA-256 of its JSON (the same
     /// serializer makes the same text for the same user).
     pub fn content_hash(&self) -> i64 {
-        let digest = Sha256::digest(self.data_json.as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        i64::from_le_bytes(first)
+        first_8(&Sha256::digest(self.data_json.as_bytes()))
     }
+}
+
+/// What is stored beside an account's snapshot to tell its membership list
+/// unchanged without reading it back: the first 8 bytes of the SHA-256 of
+/// the `(group_id, user_id)` pairs, which must be sorted and each once.
+pub fn memberships_hash(sorted_pairs: &[(String, String)]) -> i64 {
+    let mut sha = Sha256::new();
+    for (group, user) in sorted_pairs {
+        // Ids cannot hold a NUL, so the pairs read back one way only.
+        sha.update(group.as_bytes());
+        sha.update([0]);
+        sha.update(user.as_bytes());
+        sha.update([0]);
+    }
+    first_8(&sha.finalize())
+}
+
+fn first_8(digest: &[u8]) -> i64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +234,8 @@ pub struct SyncCommit {
     /// A user, group or membership changed in a way that makes an event
     /// (activity times alone do not): plans computed before are stale.
     pub snapshot_changed: bool,
+    /// `memberships_hash` of the membership list now stored.
+    pub memberships_hash: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +318,6 @@ pub enum DeliveryOutcome {
 #[async_trait]
 pub trait SyncStore: Send + Sync {
     // ---- sync runs and jobs ----
-
     /// Records a queued sync run and its job, and moves the account's next
     /// scheduled sync to `next_sync_at`, unless a sync of that account is
     /// already queued or running.
@@ -319,6 +338,8 @@ pub trait SyncStore: Send + Sync {
     async fn last_good_sync_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError>;
     /// When a sync last read every user in full (see `SyncCommit::full_read`).
     async fn last_full_read_at(&self, account: &AccountId) -> Result<Option<i64>, StoreError>;
+    /// The `memberships_hash` stored with the account's snapshot, if any.
+    async fn memberships_hash(&self, account: &AccountId) -> Result<Option<i64>, StoreError>;
     /// Active accounts whose next sync is due (or never synced), with no
     /// sync queued or running.
     async fn due_accounts(&self, now: i64, limit: u32) -> Result<Vec<DueAccount>, StoreError>;
