@@ -103,8 +103,9 @@ pub struct NextUser {
 }
 
 /// The new snapshot's users as stored rows, in id order, each id once
-/// (the first listed wins). Pure CPU work, so it can run off the async
-/// threads, in parts.
+/// (the first listed wins). Pure CPU work, for a blocking thread. In
+/// primary-key order, too, the commit appends to the B-tree instead of
+/// splitting pages all over it.
 pub fn next_users(users: Vec<User>) -> Vec<NextUser> {
     let mut rows: Vec<NextUser> = users
         .into_iter()
@@ -114,17 +115,10 @@ pub fn next_users(users: Vec<User>) -> Vec<NextUser> {
             NextUser { row, hash }
         })
         .collect();
-    sort_next_users(&mut rows);
-    rows
-}
-
-/// Orders rows built in parts (each already in order) into one list, by
-/// id, each id once. In primary-key order, too, the commit appends to the
-/// B-tree instead of splitting pages all over it.
-pub fn sort_next_users(rows: &mut Vec<NextUser>) {
     // Stable: of two rows with one id, the first listed is kept.
     rows.sort_by(|a, b| a.row.user_id.cmp(&b.row.user_id));
     rows.dedup_by(|later, first| later.row.user_id == first.row.user_id);
+    rows
 }
 
 /// The new snapshot, its users already in stored form (`next_users`).

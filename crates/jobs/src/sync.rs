@@ -18,7 +18,7 @@ use rollcall_store::{
 };
 use serde_json::{Value, json};
 
-use crate::diff::{DiffContext, Next, NextUser, Previous, diff, next_users, sort_next_users};
+use crate::diff::{DiffContext, Next, NextUser, Previous, diff, next_users};
 use crate::events::new_event;
 use crate::runner::with_lease;
 use crate::{Inner, Jobs, millis};
@@ -465,19 +465,14 @@ async fn after_commit(inner: &Inner, run_id: &str, c: Committed) {
     inner.opener.vendor_verdict(&c.row, true, None).await;
 }
 
-/// The new snapshot's users in stored form, built on two blocking threads
-/// (serializing a large directory is the diff's main cost).
-async fn stored_form(mut users: Vec<User>) -> Result<Vec<NextUser>, String> {
-    let second = users.split_off(users.len() / 2);
-    let (first, second) = tokio::join!(
-        tokio::task::spawn_blocking(move || next_users(users)),
-        tokio::task::spawn_blocking(move || next_users(second)),
-    );
-    let lost = |e: tokio::task::JoinError| format!("building the stored users failed: {e}");
-    let mut rows = first.map_err(lost)?;
-    rows.extend(second.map_err(lost)?);
-    sort_next_users(&mut rows);
-    Ok(rows)
+/// The new snapshot's users in stored form, built on a blocking thread
+/// (serializing a large directory is the diff's main cost). One thread, not
+/// two: splitting the list copies half of it, which a large directory
+/// cannot spare under its memory budget.
+async fn stored_form(users: Vec<User>) -> Result<Vec<NextUser>, String> {
+    tokio::task::spawn_blocking(move || next_users(users))
+        .await
+        .map_err(|e| format!("building the stored users failed: {e}"))
 }
 
 /// The last good snapshot: users as content hashes only, unless `in_full`

@@ -422,7 +422,7 @@ impl MetabaseDirectory<'_> {
     /// `status` (and wins over it where both are known), so no version
     /// answers with active users only and makes the deactivated look deleted.
     ///
-    /// Each page is parsed on a blocking thread while the next one (where
+    /// Each page is parsed in a task of its own while the next one (where
     /// the last `total` says there is one) is already asked for: the read
     /// then costs about what the vendor takes to answer, not that plus the
     /// parse.
@@ -443,7 +443,7 @@ impl MetabaseDirectory<'_> {
         let mut total: Option<u64> = None;
         let mut answer = page(offset).await?;
         loop {
-            let parsing = tokio::task::spawn_blocking(move || parse_user_page(&answer));
+            let parsing = tokio::spawn(async move { parse_user_page(&answer) });
             // Guessed as a full page on; checked against the parsed one.
             let guess = offset.saturating_add(SNAPSHOT_PAGE);
             let (parsed, ahead) = if total.is_some_and(|t| guess < t) {
