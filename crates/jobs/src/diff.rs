@@ -46,11 +46,18 @@ impl Previous {
     /// are not read yet: those whose hash differs, and those gone.
     pub fn users_to_read(&self, next: &[NextUser]) -> Vec<String> {
         let mut wanted = Vec::new();
-        walk(&self.user_hashes, next, |n| &n.row.user_id, |step| match step {
-            Step::Kept(n, stored) if stored != Some(n.hash) => wanted.push(n.row.user_id.clone()),
-            Step::Gone(id) => wanted.push(id.to_owned()),
-            _ => {}
-        });
+        walk(
+            &self.user_hashes,
+            next,
+            |n| &n.row.user_id,
+            |step| match step {
+                Step::Kept(n, stored) if stored != Some(n.hash) => {
+                    wanted.push(n.row.user_id.clone())
+                }
+                Step::Gone(id) => wanted.push(id.to_owned()),
+                _ => {}
+            },
+        );
         wanted.retain(|id| !self.users.contains_key(id));
         wanted
     }
@@ -262,46 +269,51 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
 
     // Users.
     let mut gone = Vec::new();
-    walk(&previous.user_hashes, next.users, |n| &n.row.user_id, |step| {
-        let (row, old) = match step {
-            Step::Gone(id) => return gone.push(id),
-            Step::New(NextUser { row, .. }) => {
-                events.push("user.created", "user", &row.user_id, || {
-                    (None, Some(parsed(&row.data_json)))
-                });
-                return c.upsert_users.push(row);
-            }
-            Step::Kept(NextUser { hash, .. }, Some(stored)) if stored == hash => return,
-            Step::Kept(NextUser { row, .. }, _) => {
-                let old = previous.users.get(&row.user_id);
-                (row, old)
-            }
-        };
-        // The hash differs (or was never stored): the JSON decides. Same
-        // serializer, so equal text is the cheap common case; the parse
-        // settles differences in formatting. Either way the row is written
-        // again, so its hash is right from now on.
-        let changed = old.is_none_or(|old| {
-            old.data_json != row.data_json && parsed(&old.data_json) != parsed(&row.data_json)
-        });
-        // Activity moves with every login: stored, but no event (and no
-        // staleness) for it alone.
-        let old = old.filter(|old| {
-            changed && without_activity(&old.data_json) != without_activity(&row.data_json)
-        });
-        if let Some(old) = old {
-            let deactivated = old.status != "inactive" && row.status == "inactive";
-            let kind = if deactivated {
-                "user.deactivated"
-            } else {
-                "user.updated"
+    walk(
+        &previous.user_hashes,
+        next.users,
+        |n| &n.row.user_id,
+        |step| {
+            let (row, old) = match step {
+                Step::Gone(id) => return gone.push(id),
+                Step::New(NextUser { row, .. }) => {
+                    events.push("user.created", "user", &row.user_id, || {
+                        (None, Some(parsed(&row.data_json)))
+                    });
+                    return c.upsert_users.push(row);
+                }
+                Step::Kept(NextUser { hash, .. }, Some(stored)) if stored == hash => return,
+                Step::Kept(NextUser { row, .. }, _) => {
+                    let old = previous.users.get(&row.user_id);
+                    (row, old)
+                }
             };
-            events.push(kind, "user", &row.user_id, || {
-                (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
+            // The hash differs (or was never stored): the JSON decides. Same
+            // serializer, so equal text is the cheap common case; the parse
+            // settles differences in formatting. Either way the row is written
+            // again, so its hash is right from now on.
+            let changed = old.is_none_or(|old| {
+                old.data_json != row.data_json && parsed(&old.data_json) != parsed(&row.data_json)
             });
-        }
-        c.upsert_users.push(row);
-    });
+            // Activity moves with every login: stored, but no event (and no
+            // staleness) for it alone.
+            let old = old.filter(|old| {
+                changed && without_activity(&old.data_json) != without_activity(&row.data_json)
+            });
+            if let Some(old) = old {
+                let deactivated = old.status != "inactive" && row.status == "inactive";
+                let kind = if deactivated {
+                    "user.deactivated"
+                } else {
+                    "user.updated"
+                };
+                events.push(kind, "user", &row.user_id, || {
+                    (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
+                });
+            }
+            c.upsert_users.push(row);
+        },
+    );
     for id in gone {
         let old = previous.users.get(id);
         events.push("user.deleted", "user", id, || {
@@ -350,7 +362,10 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
     // instead of being copied.
     let unchanged = BTreeSet::new();
     let (previous_memberships, next_memberships) = if compare_memberships {
-        (&previous.memberships, next.memberships.into_iter().collect())
+        (
+            &previous.memberships,
+            next.memberships.into_iter().collect(),
+        )
     } else {
         (&unchanged, BTreeSet::new())
     };
@@ -544,7 +559,10 @@ mod tests {
         assert!(!stored.needs_memberships(&Next::new(vec![], shuffled.clone())));
         let (unchanged, read) = diff_against(&after, stored, shuffled, &cx);
         assert!(read.is_empty());
-        assert_eq!(unchanged.memberships_hash, previous_of(&after).memberships_hash);
+        assert_eq!(
+            unchanged.memberships_hash,
+            previous_of(&after).memberships_hash
+        );
         assert!(unchanged.events.is_empty());
         assert!(unchanged.upsert_users.is_empty() && unchanged.upsert_groups.is_empty());
     }
@@ -624,7 +642,10 @@ mod tests {
         next.users[1].status = UserStatus::Inactive;
         let (changes, read) = diff_against(&snapshot, previous, next, &cx);
         assert_eq!(read, vec!["a", "b"]);
-        assert_eq!(kinds(&changes), vec![("user.deactivated".into(), "b".into())]);
+        assert_eq!(
+            kinds(&changes),
+            vec![("user.deactivated".into(), "b".into())]
+        );
         // Both rewritten: "a" only to store its hash.
         assert_eq!(changes.upsert_users.len(), 2);
         assert!(changes.snapshot_changed);
