@@ -377,28 +377,10 @@ async fn perform(
         snapshot.roles.len(),
     );
     let users = stored_form(std::mem::take(&mut snapshot.users)).await?;
-    // Only the users whose hash differs, and those gone, are read in full.
-    let wanted = previous.users_to_read(&users);
-    if !wanted.is_empty() {
-        let rows = inner
-            .store
-            .snapshot_users_by_id(account, &wanted)
-            .await
-            .map_err(store_error)?;
-        previous
-            .users
-            .extend(rows.into_iter().map(|u| (u.user_id.clone(), u)));
-    }
     let next = Next::new(users, snapshot);
-    if previous.needs_memberships(&next) {
-        previous.memberships = inner
-            .store
-            .snapshot_memberships(account)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .collect();
-    }
+    read_back(inner, account, &mut previous, &next)
+        .await
+        .map_err(store_error)?;
     let changes = diff(&previous, next, &cx);
     drop(previous);
     let diffed = inner.clock.now_millis();
@@ -473,6 +455,33 @@ async fn stored_form(users: Vec<User>) -> Result<Vec<NextUser>, String> {
     tokio::task::spawn_blocking(move || next_users(users))
         .await
         .map_err(|e| format!("building the stored users failed: {e}"))
+}
+
+/// Reads from the stored snapshot what its hashes could not settle for the
+/// diff against `next`: the users whose hash differs and those gone, in
+/// full, and the memberships if the list hashes differently.
+async fn read_back(
+    inner: &Inner,
+    account: &AccountId,
+    previous: &mut Previous,
+    next: &Next,
+) -> Result<(), StoreError> {
+    let wanted = previous.users_to_read(next.users());
+    if !wanted.is_empty() {
+        let rows = inner.store.snapshot_users_by_id(account, &wanted).await?;
+        previous
+            .users
+            .extend(rows.into_iter().map(|u| (u.user_id.clone(), u)));
+    }
+    if previous.needs_memberships(next) {
+        previous.memberships = inner
+            .store
+            .snapshot_memberships(account)
+            .await?
+            .into_iter()
+            .collect();
+    }
+    Ok(())
 }
 
 /// The last good snapshot: users as content hashes only, unless `in_full`
