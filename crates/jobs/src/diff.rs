@@ -408,6 +408,30 @@ mod tests {
 
     use super::*;
 
+    /// The tenant and account a diff's events belong to.
+    struct Ids {
+        tenant: TenantId,
+        account: AccountId,
+    }
+
+    impl Ids {
+        fn new() -> Self {
+            Self {
+                tenant: TenantId::generate(),
+                account: AccountId::generate(),
+            }
+        }
+
+        fn cx(&self) -> DiffContext<'_> {
+            DiffContext {
+                tenant: &self.tenant,
+                account: &self.account,
+                sync_run_id: "sync_1",
+                now: 5,
+            }
+        }
+    }
+
     fn user(id: &str, status: UserStatus, admin: bool) -> User {
         User {
             id: id.into(),
@@ -502,14 +526,8 @@ mod tests {
 
     #[test]
     fn changes_become_exactly_their_events() {
-        let tenant = TenantId::generate();
-        let account = AccountId::generate();
-        let cx = DiffContext {
-            tenant: &tenant,
-            account: &account,
-            sync_run_id: "sync_1",
-            now: 5,
-        };
+        let ids = Ids::new();
+        let cx = ids.cx();
         let before = DirectorySnapshot {
             users: vec![
                 user("a", UserStatus::Active, true),
@@ -569,14 +587,8 @@ mod tests {
 
     #[test]
     fn activity_alone_is_stored_without_an_event() {
-        let tenant = TenantId::generate();
-        let account = AccountId::generate();
-        let cx = DiffContext {
-            tenant: &tenant,
-            account: &account,
-            sync_run_id: "sync_1",
-            now: 5,
-        };
+        let ids = Ids::new();
+        let cx = ids.cx();
         let mut seen = user("a", UserStatus::Active, false);
         let before = DirectorySnapshot {
             users: vec![seen.clone()],
@@ -595,14 +607,8 @@ mod tests {
 
     #[test]
     fn the_first_sync_is_a_silent_baseline() {
-        let tenant = TenantId::generate();
-        let account = AccountId::generate();
-        let cx = DiffContext {
-            tenant: &tenant,
-            account: &account,
-            sync_run_id: "s",
-            now: 5,
-        };
+        let ids = Ids::new();
+        let cx = ids.cx();
         let snapshot = DirectorySnapshot {
             users: vec![user("a", UserStatus::Active, true)],
             ..DirectorySnapshot::default()
@@ -619,14 +625,8 @@ mod tests {
 
     #[test]
     fn users_stored_without_a_hash_are_compared_in_full_and_rewritten_quietly() {
-        let tenant = TenantId::generate();
-        let account = AccountId::generate();
-        let cx = DiffContext {
-            tenant: &tenant,
-            account: &account,
-            sync_run_id: "s",
-            now: 5,
-        };
+        let ids = Ids::new();
+        let cx = ids.cx();
         let snapshot = DirectorySnapshot {
             users: vec![
                 user("a", UserStatus::Active, false),

@@ -6,6 +6,7 @@
 //! order (a reader paging by `seq` never skips an event committed late).
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use rollcall_core::id::{AccountId, TenantId};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
@@ -655,58 +656,51 @@ impl SyncStore for PgStore {
     }
 
     async fn snapshot_users(&self, account: &AccountId) -> Result<Vec<CachedUserRow>, StoreError> {
-        // Keyset chunks: one huge result would be held twice (driver and rows).
-        let mut out = Vec::new();
-        let mut after = String::new();
-        loop {
-            let chunk = sqlx::query(
-                "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
-                 WHERE account_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
-            )
-            .bind(account.as_str())
-            .bind(&after)
-            .bind(SNAPSHOT_CHUNK)
-            .fetch_all(self.pool())
-            .await?
-            .iter()
-            .map(user_from)
-            .collect::<Result<Vec<_>, _>>()?;
-            let full = i64::try_from(chunk.len()).unwrap_or(0) >= SNAPSHOT_CHUNK;
-            match chunk.last() {
-                Some(last) if full => after = last.user_id.clone(),
-                _ => {
-                    out.extend(chunk);
-                    return Ok(out);
-                }
-            }
-            out.extend(chunk);
-        }
+        keyset_chunks(
+            String::new(),
+            |after| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "SELECT user_id, email, status, is_admin, data_json FROM dir_users \
+                         WHERE account_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
+                    )
+                    .bind(account.as_str())
+                    .bind(after)
+                    .bind(SNAPSHOT_CHUNK)
+                    .fetch_all(self.pool())
+                    .await?
+                    .iter()
+                    .map(user_from)
+                    .collect()
+                })
+            },
+            |row: &CachedUserRow| row.user_id.clone(),
+        )
+        .await
     }
 
     async fn snapshot_user_hashes(
         &self,
         account: &AccountId,
     ) -> Result<Vec<(String, Option<i64>)>, StoreError> {
-        let mut out: Vec<(String, Option<i64>)> = Vec::new();
-        let mut after = String::new();
-        loop {
-            let chunk: Vec<(String, Option<i64>)> = sqlx::query_as(
-                "SELECT user_id, data_hash FROM dir_users \
-                 WHERE account_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
-            )
-            .bind(account.as_str())
-            .bind(&after)
-            .bind(SNAPSHOT_CHUNK)
-            .fetch_all(self.pool())
-            .await?;
-            let full = i64::try_from(chunk.len()).unwrap_or(0) >= SNAPSHOT_CHUNK;
-            let last = chunk.last().map(|(id, _)| id.clone());
-            out.extend(chunk);
-            match last {
-                Some(last) if full => after = last,
-                _ => return Ok(out),
-            }
-        }
+        keyset_chunks(
+            String::new(),
+            |after| {
+                Box::pin(async move {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, data_hash FROM dir_users \
+                         WHERE account_id = $1 AND user_id > $2 ORDER BY user_id LIMIT $3",
+                    )
+                    .bind(account.as_str())
+                    .bind(after)
+                    .bind(SNAPSHOT_CHUNK)
+                    .fetch_all(self.pool())
+                    .await?)
+                })
+            },
+            |row: &(String, Option<i64>)| row.0.clone(),
+        )
+        .await
     }
 
     async fn snapshot_users_by_id(
@@ -750,29 +744,25 @@ impl SyncStore for PgStore {
         &self,
         account: &AccountId,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut after = (String::new(), String::new());
-        loop {
-            let chunk: Vec<(String, String)> = sqlx::query_as(
-                "SELECT group_id, user_id FROM dir_memberships WHERE account_id = $1 \
-                 AND (group_id, user_id) > ($2, $3) ORDER BY group_id, user_id LIMIT $4",
-            )
-            .bind(account.as_str())
-            .bind(&after.0)
-            .bind(&after.1)
-            .bind(SNAPSHOT_CHUNK)
-            .fetch_all(self.pool())
-            .await?;
-            let full = i64::try_from(chunk.len()).unwrap_or(0) >= SNAPSHOT_CHUNK;
-            match chunk.last() {
-                Some(last) if full => after = last.clone(),
-                _ => {
-                    out.extend(chunk);
-                    return Ok(out);
-                }
-            }
-            out.extend(chunk);
-        }
+        keyset_chunks(
+            (String::new(), String::new()),
+            |after| {
+                Box::pin(async move {
+                    Ok(sqlx::query_as(
+                        "SELECT group_id, user_id FROM dir_memberships WHERE account_id = $1 \
+                         AND (group_id, user_id) > ($2, $3) ORDER BY group_id, user_id LIMIT $4",
+                    )
+                    .bind(account.as_str())
+                    .bind(after.0)
+                    .bind(after.1)
+                    .bind(SNAPSHOT_CHUNK)
+                    .fetch_all(self.pool())
+                    .await?)
+                })
+            },
+            |pair: &(String, String)| pair.clone(),
+        )
+        .await
     }
 
     async fn snapshot_roles(&self, account: &AccountId) -> Result<Vec<CachedRoleRow>, StoreError> {
@@ -1300,6 +1290,29 @@ impl SyncStore for PgStore {
 
 /// Rows per chunk of a whole-snapshot read.
 const SNAPSHOT_CHUNK: i64 = 20_000;
+
+/// A whole snapshot listing, read `SNAPSHOT_CHUNK` rows at a time by keyset
+/// (one huge result would be held twice, in the driver and as rows):
+/// `chunk(after)` reads the rows past a key, in key order; `key_of` is a
+/// row's key; `first` comes before every key.
+async fn keyset_chunks<'a, K, T>(
+    first: K,
+    chunk: impl Fn(K) -> BoxFuture<'a, Result<Vec<T>, StoreError>>,
+    key_of: impl Fn(&T) -> K,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    let mut after = first;
+    loop {
+        let rows = chunk(after).await?;
+        let full = i64::try_from(rows.len()).unwrap_or(0) >= SNAPSHOT_CHUNK;
+        let last = rows.last().map(&key_of);
+        out.extend(rows);
+        match last {
+            Some(last) if full => after = last,
+            _ => return Ok(out),
+        }
+    }
+}
 
 /// Rows per batched statement.
 const BATCH_ROWS: usize = 2_000;

@@ -3,7 +3,6 @@
 //! once its lease runs out and its events are written exactly once.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use rollcall_client::Client;
@@ -29,20 +28,8 @@ fn command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
 }
 
 async fn serve(dir: &std::path::Path, port: u16) -> Node {
-    let child = command(dir, &["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let node = Node { child };
-    let client = Client::new(&format!("http://127.0.0.1:{port}"));
-    for _ in 0..200 {
-        if client.readyz().await.is_ok() {
-            return node;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("rollcall serve did not come up");
+    let listen = format!("127.0.0.1:{port}");
+    Node::start(command(dir, &["serve", "--listen", &listen]), port).await
 }
 
 #[tokio::test]

@@ -301,6 +301,27 @@ pub struct Node {
     pub child: std::process::Child,
 }
 
+impl Node {
+    /// Starts `rollcall serve` (`command` holds its arguments and
+    /// environment) and waits until it answers `/readyz` on `port`.
+    pub async fn start(mut command: std::process::Command, port: u16) -> Self {
+        let child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let node = Self { child };
+        let client = rollcall_client::Client::new(&format!("http://127.0.0.1:{port}"));
+        for _ in 0..200 {
+            if client.readyz().await.is_ok() {
+                return node;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("rollcall serve did not come up on port {port}");
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -39,21 +39,8 @@ impl Cluster {
     }
 
     async fn serve(&self, port: u16) -> Node {
-        let child = self
-            .command(&["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let node = Node { child };
-        let client = Client::new(&format!("http://127.0.0.1:{port}"));
-        for _ in 0..200 {
-            if client.readyz().await.is_ok() {
-                return node;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("rollcall serve on PostgreSQL did not come up");
+        let listen = format!("127.0.0.1:{port}");
+        Node::start(self.command(&["serve", "--listen", &listen]), port).await
     }
 }
 
