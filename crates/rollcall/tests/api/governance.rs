@@ -15,15 +15,12 @@ use serde_json::{Value, json};
 use crate::helpers::{Options, TestApp, clear_faults, fault, rollcall_bin, spawn_app_with};
 use crate::sync::{all_events, sync};
 
-fn mock_clock() -> (MockClock, SharedClock) {
-    // Starts at the real time: the simulators' seeded activity is recent.
+/// The app on a clock the test moves (starting at the real time: the
+/// simulators' seeded activity is recent).
+async fn app_on_mock_clock() -> (MockClock, TestApp) {
     let clock = MockClock::new(SystemClock.now());
     let shared: SharedClock = Arc::new(clock.clone());
-    (clock, shared)
-}
-
-async fn app_with_clock(shared: SharedClock) -> TestApp {
-    spawn_app_with(Options {
+    let app = spawn_app_with(Options {
         clock: Some(shared),
         mode_unlimited: true,
         settings: Some(Settings {
@@ -34,7 +31,8 @@ async fn app_with_clock(shared: SharedClock) -> TestApp {
         }),
         ..Options::default()
     })
-    .await
+    .await;
+    (clock, app)
 }
 
 /// A custom Metabase group and an active user who is not in it.
@@ -89,8 +87,7 @@ async fn grant_reaches(api: &Client, id: &str, status: &str) -> Grant {
 
 #[tokio::test]
 async fn a_grant_adds_a_membership_and_its_expiry_removes_it() {
-    let (clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let account = api
         .create_account(&app.metabase_password_body())
@@ -148,8 +145,7 @@ async fn a_grant_adds_a_membership_and_its_expiry_removes_it() {
 
 #[tokio::test]
 async fn a_grant_never_removes_a_membership_it_did_not_add() {
-    let (_clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let account = api
         .create_account(&app.metabase_password_body())
@@ -197,8 +193,7 @@ async fn a_grant_never_removes_a_membership_it_did_not_add() {
 
 #[tokio::test]
 async fn a_grant_the_vendor_refuses_leaves_nothing_behind() {
-    let (_clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let account = api
         .create_account(&app.metabase_password_body())
@@ -248,8 +243,7 @@ async fn a_grant_the_vendor_refuses_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn vendor_failure_at_expiry_is_retried_until_the_removal_succeeds() {
-    let (clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let account = api
         .create_account(&app.metabase_password_body())
@@ -309,8 +303,7 @@ async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test]
 async fn a_group_sync_plan_from_yaml_is_exactly_the_diff_and_applying_it_matches() {
-    let (_clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let account = api
         .create_account(&app.metabase_password_body())
@@ -468,8 +461,7 @@ fn desired_groups(group: &str, emails: &[&str]) -> Value {
 
 #[tokio::test]
 async fn a_plan_is_refused_once_a_sync_changed_the_snapshot() {
-    let (_clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let account = api
         .create_account(&app.metabase_password_body())
@@ -510,8 +502,7 @@ async fn a_plan_is_refused_once_a_sync_changed_the_snapshot() {
 
 #[tokio::test]
 async fn the_people_report_joins_mode_and_metabase_users_by_email() {
-    let (_clock, shared) = mock_clock();
-    let app = app_with_clock(shared).await;
+    let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
     let mode = api
         .create_account(&app.mode_link_body_with_discovery())
