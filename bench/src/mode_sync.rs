@@ -312,7 +312,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Elapsed is wall time from POST /sync to the first poll (every 50 ms) that saw the run finished; \
+        "Elapsed is wall time from POST /sync to the first poll (every 10 ms) that saw the run finished; \
          run duration is the run's own started→finished. N counts every request with the linked \
          credential during the sync (counters reset just before it; 429s excluded from the bound). \
          A bound of 0 (N ≤ L: the whole sync fits in the first window) gives no ratio; the \
@@ -329,7 +329,7 @@ pub(crate) async fn run(o: Options) -> anyhow::Result<()> {
         "simulator_state": state,
         "page_size": (o.page_size > 0).then_some(o.page_size),
         "churn_per_round": o.churn,
-        "elapsed_is": "wall time from POST /integrated-accounts/{id}/sync to the first 50 ms poll that saw the run finished",
+        "elapsed_is": "wall time from POST /integrated-accounts/{id}/sync to the first 10 ms poll that saw the run finished",
         "bound_is": "floor((N - 1) / L) * W, N = requests by the linked credential during the sync less 429s",
         "phases": phases.iter().map(Phase::json).collect::<Vec<_>>(),
     });

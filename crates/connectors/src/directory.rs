@@ -126,7 +126,8 @@ pub enum DirectoryError {
 /// no `remote_data`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DirectorySnapshot {
-    /// Every user the vendor knows: active, deactivated/former and invited.
+    /// Every user the vendor knows: active, deactivated/former and invited;
+    /// less those the read's sink kept (`ProgressSink::listed`).
     pub users: Vec<User>,
     /// Every live group (soft-deleted ones left out).
     pub groups: Vec<Group>,
@@ -153,6 +154,16 @@ pub struct SnapshotProgress {
 /// once per item or page).
 pub trait ProgressSink: Send + Sync {
     fn report(&self, progress: SnapshotProgress);
+
+    /// A page of users as the vendor listed them, handed over while the
+    /// rest is still being read, in listing order. A sink may keep them to
+    /// start its own work on them early (the sync puts them in stored form
+    /// while the next page downloads); what it returns stays in the
+    /// snapshot's `users`. A user listed twice may reach the sink twice:
+    /// the first listed is the one to keep.
+    fn listed(&self, users: Vec<User>) -> Vec<User> {
+        users
+    }
 }
 
 /// What the last good snapshot knew of each user, by id: a connector that

@@ -114,14 +114,24 @@ pub struct NextUser {
 /// primary-key order, too, the commit appends to the B-tree instead of
 /// splitting pages all over it.
 pub fn next_users(users: Vec<User>) -> Vec<NextUser> {
-    let mut rows: Vec<NextUser> = users
+    in_id_order(stored_rows(users))
+}
+
+/// Users in stored form with their hashes, in the order given: the part of
+/// `next_users` that can run page by page while a read goes on.
+pub fn stored_rows(users: Vec<User>) -> Vec<NextUser> {
+    users
         .into_iter()
         .map(|user| {
             let row = user_row(user);
             let hash = row.content_hash();
             NextUser { row, hash }
         })
-        .collect();
+        .collect()
+}
+
+/// Rows in listing order put in id order, each id once (the first listed).
+pub fn in_id_order(mut rows: Vec<NextUser>) -> Vec<NextUser> {
     // Stable: of two rows with one id, the first listed is kept.
     rows.sort_by(|a, b| a.row.user_id.cmp(&b.row.user_id));
     rows.dedup_by(|later, first| later.row.user_id == first.row.user_id);

@@ -9,7 +9,7 @@
 //! * memberships: the index of the next membership in the flattened
 //!   membership map sorted by (group id, user id), in decimal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use http::Method;
@@ -215,7 +215,7 @@ fn parse<T: serde::de::DeserializeOwned>(answer: &VendorAnswer) -> Result<T, Dir
 
 /// A user page straight into unified users (no JSON tree per page, as the
 /// API's lists need for `remote_data`), with the vendor's `total`.
-fn parse_user_page(answer: &VendorAnswer) -> Result<(Vec<(u64, User)>, u64), DirectoryError> {
+fn parse_user_page(answer: &VendorAnswer) -> Result<(Vec<User>, u64), DirectoryError> {
     let list: payload::UserPage = parse(answer)?;
     let no_groups = GroupIndex::default();
     let users = list
@@ -224,7 +224,7 @@ fn parse_user_page(answer: &VendorAnswer) -> Result<(Vec<(u64, User)>, u64), Dir
         .map(|user| {
             let mut unified = to_user(user, &no_groups, None, false);
             unified.groups = None;
-            (user.id, unified)
+            unified
         })
         .collect();
     Ok((users, list.total))
@@ -438,7 +438,9 @@ impl MetabaseDirectory<'_> {
                 "user list",
             )
         };
-        let mut users = BTreeMap::new();
+        // What the sink leaves here (it may take every page as it comes).
+        let mut kept: Vec<User> = Vec::new();
+        let mut listed_so_far: u64 = 0;
         let mut offset: u64 = 0;
         let mut total: Option<u64> = None;
         let mut answer = page(offset).await?;
@@ -458,16 +460,14 @@ impl MetabaseDirectory<'_> {
             if listed.is_empty() {
                 break;
             }
-            offset = offset.saturating_add(u64::try_from(listed.len()).unwrap_or(u64::MAX));
-            for (id, user) in listed {
-                // Users added while paging shift later pages: one may be
-                // listed twice.
-                users.entry(id).or_insert(user);
-            }
+            let count = u64::try_from(listed.len()).unwrap_or(u64::MAX);
+            offset = offset.saturating_add(count);
+            listed_so_far = listed_so_far.saturating_add(count);
+            kept.extend(progress.listed(listed));
             total = Some(page_total);
             progress.report(SnapshotProgress {
                 phase: "users",
-                done: u64::try_from(users.len()).unwrap_or(u64::MAX),
+                done: listed_so_far.min(page_total),
                 total,
             });
             if offset >= page_total {
@@ -479,7 +479,11 @@ impl MetabaseDirectory<'_> {
                 _ => page(offset).await?,
             };
         }
-        Ok(users.into_values().collect())
+        // Users added while paging shift later pages: one may be listed
+        // twice. The stable sort keeps the first listed first.
+        kept.sort_by_key(|u| vendor_id(&u.id));
+        kept.dedup_by(|later, first| later.id == first.id);
+        Ok(kept)
     }
 
     /// `PUT /api/user/:id/reactivate`; an already active user is fine.
