@@ -78,7 +78,7 @@ async fn seed(
         let commit = SyncCommit {
             run_id: format!("seed-{start}"),
             account_id: Some(account.clone()),
-            upsert_users: (start..end).map(user).collect(),
+            upsert_users: (start..end).map(|i| user(i).with_content_hash()).collect(),
             counts_json: "{}".into(),
             finished_at: SystemClock.now_millis(),
             ..SyncCommit::default()

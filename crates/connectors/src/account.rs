@@ -79,7 +79,7 @@ impl VendorAnswer {
 
     /// The body as `T`; a body that does not parse is a `BadResponse`
     /// naming the vendor status, never a panic.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConnectorError> {
+    pub fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ConnectorError> {
         serde_json::from_slice(&self.body).map_err(|e| {
             // The raw answer helps whoever debugs the vendor; capped, and
             // only at debug level.

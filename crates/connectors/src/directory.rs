@@ -10,6 +10,7 @@
 //! whatever the vendor does underneath.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rollcall_core::Provider;
@@ -131,7 +132,8 @@ pub struct DirectorySnapshot {
     pub users: Vec<User>,
     /// Every live group (soft-deleted ones left out).
     pub groups: Vec<Group>,
-    /// `(group_id, user_id)` pairs, each once.
+    /// `(group_id, user_id)` pairs, each once; best sorted (as text), which
+    /// spares the sync sorting them again.
     pub memberships: Vec<(String, String)>,
     pub roles: Vec<Role>,
     /// Users carry `last_active_at` from the vendor (`None` there: never
@@ -155,14 +157,49 @@ pub struct SnapshotProgress {
 pub trait ProgressSink: Send + Sync {
     fn report(&self, progress: SnapshotProgress);
 
+    /// What the sink knows of the last snapshot's users, for a connector
+    /// that can tell a vendor record unchanged before building the user
+    /// from it. `None`: nothing known (yet); every user is built.
+    fn known_fingerprints(&self) -> Option<KnownFingerprints> {
+        None
+    }
+
     /// A page of users as the vendor listed them, handed over while the
     /// rest is still being read, in listing order. A sink may keep them to
     /// start its own work on them early (the sync puts them in stored form
-    /// while the next page downloads); what it returns stays in the
+    /// while the next page downloads); the users it returns stay in the
     /// snapshot's `users`. A user listed twice may reach the sink twice:
-    /// the first listed is the one to keep.
-    fn listed(&self, users: Vec<User>) -> Vec<User> {
-        users
+    /// the first listed is the one to keep. `Listed::Known` only comes for
+    /// users the sink's `known_fingerprints` named.
+    fn listed(&self, users: Vec<Listed>) -> Vec<User> {
+        users.into_iter().filter_map(Listed::into_user).collect()
+    }
+}
+
+/// The id of the last snapshot's user with this fingerprint, if it holds
+/// one (see `Listed`). A fingerprint covers the whole record, its id too.
+pub type KnownFingerprints = Arc<dyn Fn(i64) -> Option<String> + Send + Sync>;
+
+/// A user as a snapshot read lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Listed {
+    /// Built in full. `fingerprint`: a hash of the vendor's record and of
+    /// how the connector maps it, from a connector that keeps them (equal
+    /// fingerprints, equal users).
+    User {
+        user: User,
+        fingerprint: Option<i64>,
+    },
+    /// A record whose fingerprint the sink knew: not built again.
+    Known { id: String, fingerprint: i64 },
+}
+
+impl Listed {
+    pub fn into_user(self) -> Option<User> {
+        match self {
+            Self::User { user, .. } => Some(user),
+            Self::Known { .. } => None,
+        }
     }
 }
 

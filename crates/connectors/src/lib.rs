@@ -17,8 +17,9 @@ pub use account::{LinkedAccount, SessionRegistry, VendorAnswer, VendorBody, Vend
 pub use config::{AccountConfig, BaseUrl, MetabaseConfig, ModeConfig};
 pub use credentials::{Credentials, MetabaseCredentials, ModeCredentials};
 pub use directory::{
-    Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownUsers, MembershipQuery,
-    NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
+    Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownFingerprints, KnownUsers,
+    Listed, MembershipQuery, NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress,
+    UserPatch, UserQuery,
 };
 pub use error::{ConnectorError, Remote};
 pub use guard::{RateSnapshot, RetryPolicy, SharedWindow, VendorGuards};

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,9 +12,9 @@ use rollcall_connectors::RetryPolicy;
 use rollcall_connectors::metabase::MetabaseDirectory;
 use rollcall_connectors::{
     AccountConfig, Added, BaseUrl, ConnectorError, Credentials, Directory, DirectoryError,
-    DirectorySnapshot, GroupPatch, KnownUsers, LinkedAccount, MembershipQuery, MetabaseConfig,
-    NewGroup, NewUser, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
-    VendorGuards, VendorHttp, VendorRequest,
+    DirectorySnapshot, GroupPatch, KnownFingerprints, KnownUsers, LinkedAccount, Listed,
+    MembershipQuery, MetabaseConfig, NewGroup, NewUser, PageRequest, ProgressSink,
+    SnapshotProgress, UserPatch, UserQuery, VendorGuards, VendorHttp, VendorRequest,
 };
 use rollcall_core::unified::{GroupMembership, RoleScope, RoleType, User, UserStatus};
 use rollcall_core::{Provider, SystemClock};
@@ -1277,10 +1277,12 @@ async fn assert_is_the_vendors(account: &LinkedAccount, snap: &DirectorySnapshot
         .collect();
     pairs.sort();
     pairs.dedup();
-    let expected: Vec<(String, String)> = pairs
+    // Each once, and sorted as text, as a sync stores them.
+    let mut expected: Vec<(String, String)> = pairs
         .iter()
         .map(|(g, u)| (g.to_string(), u.to_string()))
         .collect();
+    expected.sort();
     assert_eq!(snap.memberships, expected);
     let roles: Vec<&str> = snap.roles.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(roles, ["admin", "member", "group_manager"]);
@@ -1407,6 +1409,97 @@ async fn snapshot_keeps_one_of_a_user_listed_twice() {
     let after = raw(&account, "/api/user?status=all&limit=1").await;
     assert_eq!(after["data"][0]["email"], "aaaa@example.com");
     assert_eq!(after["total"].as_u64().unwrap(), expected.len() as u64 + 1);
+}
+
+/// Takes every listed user; knows the fingerprints it is given.
+#[derive(Default)]
+struct Fingerprints {
+    known: HashMap<i64, String>,
+    taken: Mutex<Vec<Listed>>,
+}
+
+impl ProgressSink for Fingerprints {
+    fn report(&self, _: SnapshotProgress) {}
+
+    fn known_fingerprints(&self) -> Option<KnownFingerprints> {
+        let known = self.known.clone();
+        Some(Arc::new(move |fingerprint| {
+            known.get(&fingerprint).cloned()
+        }))
+    }
+
+    fn listed(&self, users: Vec<Listed>) -> Vec<User> {
+        self.taken.lock().unwrap().extend(users);
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn snapshot_skips_building_users_whose_record_the_sink_knows() {
+    let sim = start(2_500).await;
+    let account = admin_key(&sim);
+    let dir = MetabaseDirectory::new(&account);
+
+    // A sink that knows nothing gets every user built and fingerprinted,
+    // and nothing is left in the snapshot.
+    let first = Fingerprints::default();
+    let snap = dir.snapshot(&KnownUsers::new(), &first).await.unwrap();
+    assert!(snap.users.is_empty());
+    let mut built: Vec<User> = Vec::new();
+    let mut known = HashMap::new();
+    for listed in first.taken.into_inner().unwrap() {
+        let Listed::User {
+            user,
+            fingerprint: Some(fingerprint),
+        } = listed
+        else {
+            panic!("not built, or without a fingerprint: {listed:?}");
+        };
+        assert!(known.insert(fingerprint, user.id.clone()).is_none());
+        built.push(user);
+    }
+    let mut as_read = DirectorySnapshot {
+        users: built.clone(),
+        ..snap
+    };
+    as_read.users.sort_by_key(|u| u.id.parse::<u64>().unwrap());
+    assert_is_the_vendors(&account, &as_read).await;
+
+    // One user changes at the vendor: only that one is built again.
+    let changed = built[7].id.clone();
+    dir.update_user(
+        &changed,
+        &UserPatch {
+            first_name: Some("Renamed".into()),
+            ..UserPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    let second = Fingerprints {
+        known: known.clone(),
+        ..Fingerprints::default()
+    };
+    dir.snapshot(&KnownUsers::new(), &second).await.unwrap();
+    let taken = second.taken.into_inner().unwrap();
+    assert_eq!(taken.len(), built.len());
+    let mut rebuilt = Vec::new();
+    for listed in taken {
+        match listed {
+            Listed::Known { id, fingerprint } => assert_eq!(known[&fingerprint], id),
+            Listed::User {
+                user,
+                fingerprint: Some(fingerprint),
+            } => {
+                assert!(!known.contains_key(&fingerprint));
+                rebuilt.push(user);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rebuilt.len(), 1);
+    assert_eq!(rebuilt[0].id, changed);
+    assert_eq!(rebuilt[0].first_name.as_deref(), Some("Renamed"));
 }
 
 #[tokio::test]

@@ -44,11 +44,12 @@ impl Previous {
 
     /// The stored users whose full rows the diff of `next` needs and that
     /// are not read yet: those whose hash differs, and those gone.
-    pub fn users_to_read(&self, next: &[NextUser]) -> Vec<String> {
+    pub fn users_to_read(&self, next: &Next) -> Vec<String> {
         let mut wanted = Vec::new();
         walk(
             &self.user_hashes,
-            next,
+            &next.known,
+            &next.users,
             |n| &n.row.user_id,
             |step| match step {
                 Step::Kept(n, stored) if stored != Some(n.hash) => {
@@ -80,33 +81,57 @@ enum Step<'a, N> {
 /// Walks the stored ids and the new users together, both in id order: one
 /// pass in memory order (looking each up in a map or by bisection misses
 /// the cache on every step, which at 100,000 users costs more than the
-/// rest of the diff).
+/// rest of the diff). `known` (sorted) are the stored users listed again
+/// unchanged and not built: passed over, unless built after all (a user
+/// listed twice, changed in between), where the built one counts.
 fn walk<'a, N>(
     stored: &'a [(String, Option<i64>)],
+    known: &[usize],
     next: impl IntoIterator<Item = N>,
     id_of: impl Fn(&N) -> &String,
     mut visit: impl FnMut(Step<'a, N>),
 ) {
-    let mut stored = stored.iter().peekable();
+    let mut known = known.iter().copied().peekable();
+    let mut is_known = |i: usize| {
+        while known.next_if(|&k| k < i).is_some() {}
+        known.peek() == Some(&i)
+    };
+    let mut stored = stored.iter().enumerate().peekable();
     for n in next {
-        while let Some((id, _)) = stored.next_if(|(id, _)| id < id_of(&n)) {
-            visit(Step::Gone(id));
+        while let Some((i, (id, _))) = stored.next_if(|(_, (id, _))| id < id_of(&n)) {
+            if !is_known(i) {
+                visit(Step::Gone(id));
+            }
         }
-        match stored.next_if(|(id, _)| id == id_of(&n)) {
-            Some((_, hash)) => visit(Step::Kept(n, *hash)),
+        match stored.next_if(|(_, (id, _))| id == id_of(&n)) {
+            Some((_, (_, hash))) => visit(Step::Kept(n, *hash)),
             None => visit(Step::New(n)),
         }
     }
-    for (id, _) in stored {
-        visit(Step::Gone(id));
+    for (i, (id, _)) in stored {
+        if !is_known(i) {
+            visit(Step::Gone(id));
+        }
     }
 }
 
-/// A user of the new snapshot in its stored form, with its content hash.
+/// A user of the new snapshot in its stored form, with the hash to store
+/// beside it.
 #[derive(Debug, Clone)]
 pub struct NextUser {
-    pub row: CachedUserRow,
+    /// Boxed: sorting 100,000 users moves each several times.
+    pub row: Box<CachedUserRow>,
     pub hash: i64,
+}
+
+/// Bumped whenever `user_row` stores a user differently: hashes made from
+/// connectors' fingerprints then all miss once, and every user is stored
+/// afresh. (Content hashes follow the stored text by themselves.)
+const STORED_FORM_VERSION: i64 = 1;
+
+/// What is stored beside a user a connector fingerprinted.
+pub fn fingerprint_hash(fingerprint: i64) -> i64 {
+    fingerprint ^ STORED_FORM_VERSION
 }
 
 /// The new snapshot's users as stored rows, in id order, each id once
@@ -114,20 +139,27 @@ pub struct NextUser {
 /// primary-key order, too, the commit appends to the B-tree instead of
 /// splitting pages all over it.
 pub fn next_users(users: Vec<User>) -> Vec<NextUser> {
-    in_id_order(stored_rows(users))
+    let mut json = Vec::new();
+    in_id_order(
+        users
+            .into_iter()
+            .map(|user| next_user(user, None, &mut json))
+            .collect(),
+    )
 }
 
-/// Users in stored form with their hashes, in the order given: the part of
-/// `next_users` that can run page by page while a read goes on.
-pub fn stored_rows(users: Vec<User>) -> Vec<NextUser> {
-    users
-        .into_iter()
-        .map(|user| {
-            let row = user_row(user);
-            let hash = row.content_hash();
-            NextUser { row, hash }
-        })
-        .collect()
+/// A user in stored form with its hash: the fingerprint's (`fingerprint_hash`)
+/// if the connector gave one, else the content hash. `json` is a buffer
+/// the caller may reuse (serializing into a fresh string grows it three
+/// times for a typical user).
+pub fn next_user(user: User, fingerprint: Option<i64>, json: &mut Vec<u8>) -> NextUser {
+    json.clear();
+    let row = user_row_with(user, json);
+    let hash = fingerprint.map_or_else(|| row.content_hash(), fingerprint_hash);
+    NextUser {
+        row: Box::new(row),
+        hash,
+    }
 }
 
 /// Rows in listing order put in id order, each id once (the first listed).
@@ -141,40 +173,89 @@ pub fn in_id_order(mut rows: Vec<NextUser>) -> Vec<NextUser> {
 /// The new snapshot, its users already in stored form (`next_users`).
 #[derive(Debug)]
 pub struct Next {
+    /// The users built, in id order, each once.
     users: Vec<NextUser>,
+    /// The stored users listed again unchanged and not built (`Listed::Known`):
+    /// their places in `Previous::user_hashes`, sorted, each once.
+    known: Vec<usize>,
     /// Everything else; its memberships sorted, each once.
     rest: DirectorySnapshot,
     memberships_hash: i64,
 }
 
-impl Next {
-    pub fn new(users: Vec<NextUser>, mut rest: DirectorySnapshot) -> Self {
-        rest.users = Vec::new();
-        rest.memberships.sort_unstable();
-        rest.memberships.dedup();
-        let memberships_hash = memberships_hash(&rest.memberships);
+/// A snapshot's all but users, ready for the diff: its memberships sorted,
+/// each once, and hashed. Pure CPU work, for a blocking thread (beside the
+/// users' own).
+#[derive(Debug)]
+pub struct Rest {
+    snapshot: DirectorySnapshot,
+    memberships_hash: i64,
+}
+
+impl Rest {
+    pub fn new(mut snapshot: DirectorySnapshot) -> Self {
+        snapshot.users = Vec::new();
+        // Connectors that can hand them over sorted do (one pass to check).
+        if !snapshot.memberships.is_sorted() {
+            snapshot.memberships.sort_unstable();
+        }
+        snapshot.memberships.dedup();
+        let memberships_hash = memberships_hash(&snapshot.memberships);
         Self {
-            users,
-            rest,
+            snapshot,
             memberships_hash,
         }
     }
+}
 
-    pub fn users(&self) -> &[NextUser] {
-        &self.users
+impl Next {
+    pub fn new(users: Vec<NextUser>, rest: DirectorySnapshot) -> Self {
+        Self::of(users, Vec::new(), Rest::new(rest))
+    }
+
+    /// `known` in any order, repeats allowed.
+    pub fn of(users: Vec<NextUser>, mut known: Vec<usize>, rest: Rest) -> Self {
+        known.sort_unstable();
+        known.dedup();
+        Self {
+            users,
+            known,
+            rest: rest.snapshot,
+            memberships_hash: rest.memberships_hash,
+        }
+    }
+
+    /// How many users, groups, memberships and roles it holds. A user
+    /// listed both unchanged and changed (twice) is counted twice.
+    pub fn sizes(&self) -> (usize, usize, usize, usize) {
+        (
+            self.users.len() + self.known.len(),
+            self.rest.groups.len(),
+            self.rest.memberships.len(),
+            self.rest.roles.len(),
+        )
     }
 }
 
 /// The stored form of a user: groups come from memberships, remote data
 /// is not kept.
-pub fn user_row(mut user: User) -> CachedUserRow {
+pub fn user_row(user: User) -> CachedUserRow {
+    user_row_with(user, &mut Vec::new())
+}
+
+/// `user_row`, serializing through `buffer` (empty on entry).
+fn user_row_with(mut user: User, buffer: &mut Vec<u8>) -> CachedUserRow {
     user.groups = None;
     user.remote_data = None;
+    let data_json = match serde_json::to_writer(&mut *buffer, &user) {
+        Ok(()) => String::from_utf8_lossy(buffer).into_owned(),
+        Err(_) => String::new(),
+    };
     CachedUserRow {
         email: user.email.as_deref().map(|e| e.trim().to_lowercase()),
         status: user.status.as_str().to_owned(),
         is_admin: user.is_admin,
-        data_json: serde_json::to_string(&user).unwrap_or_default(),
+        data_json,
         user_id: user.id,
     }
 }
@@ -281,21 +362,22 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
     let mut gone = Vec::new();
     walk(
         &previous.user_hashes,
+        &next.known,
         next.users,
         |n| &n.row.user_id,
         |step| {
-            let (row, old) = match step {
+            let (row, hash, old) = match step {
                 Step::Gone(id) => return gone.push(id),
-                Step::New(NextUser { row, .. }) => {
+                Step::New(NextUser { row, hash }) => {
                     events.push("user.created", "user", &row.user_id, || {
                         (None, Some(parsed(&row.data_json)))
                     });
-                    return c.upsert_users.push(row);
+                    return c.upsert_users.push((*row, hash));
                 }
                 Step::Kept(NextUser { hash, .. }, Some(stored)) if stored == hash => return,
-                Step::Kept(NextUser { row, .. }, _) => {
+                Step::Kept(NextUser { row, hash }, _) => {
                     let old = previous.users.get(&row.user_id);
-                    (row, old)
+                    (row, hash, old)
                 }
             };
             // The hash differs (or was never stored): the JSON decides. Same
@@ -321,7 +403,7 @@ pub fn diff<'a>(previous: &Previous, next: Next, cx: &'a DiffContext<'a>) -> Syn
                     (Some(parsed(&old.data_json)), Some(parsed(&row.data_json)))
                 });
             }
-            c.upsert_users.push(row);
+            c.upsert_users.push((*row, hash));
         },
     );
     for id in gone {
@@ -508,11 +590,11 @@ mod tests {
         cx: &DiffContext<'_>,
     ) -> (SyncCommit, Vec<String>) {
         let next = Next::new(next_users(next.users.clone()), next);
-        let wanted = previous.users_to_read(next.users());
+        let wanted = previous.users_to_read(&next);
         previous.users = next_users(stored.users.clone())
             .into_iter()
             .filter(|n| wanted.contains(&n.row.user_id))
-            .map(|n| (n.row.user_id.clone(), n.row))
+            .map(|n| (n.row.user_id.clone(), *n.row))
             .collect();
         if previous.needs_memberships(&next) {
             previous.memberships = stored.memberships.iter().cloned().collect();
@@ -631,6 +713,52 @@ mod tests {
         );
         assert!(changes.events.is_empty());
         assert_eq!(changes.upsert_users.len(), 1);
+    }
+
+    #[test]
+    fn users_listed_unchanged_are_passed_over_and_the_rest_diffed() {
+        let ids = Ids::new();
+        let cx = ids.cx();
+        let before = DirectorySnapshot {
+            users: ["a", "b", "c", "d", "e"]
+                .into_iter()
+                .map(|id| user(id, UserStatus::Active, false))
+                .collect(),
+            ..DirectorySnapshot::default()
+        };
+        let mut previous = previous_of(&before);
+        // Listed unchanged, by place: "a", "d" (twice) and "e"; "b" is built
+        // changed (and listed unchanged too: the built one counts); "c" is
+        // not listed at all.
+        let built = next_users(vec![user("b", UserStatus::Inactive, false)]);
+        let next = Next::of(
+            built,
+            vec![4, 3, 0, 3, 1],
+            Rest::new(DirectorySnapshot::default()),
+        );
+        assert_eq!(next.sizes().0, 5);
+        let wanted = previous.users_to_read(&next);
+        assert_eq!(wanted, vec!["b", "c"]);
+        previous.users = next_users(before.users.clone())
+            .into_iter()
+            .filter(|n| wanted.contains(&n.row.user_id))
+            .map(|n| (n.row.user_id.clone(), *n.row))
+            .collect();
+        let changes = diff(&previous, next, &cx);
+        assert_eq!(
+            kinds(&changes),
+            vec![
+                ("user.deactivated".into(), "b".into()),
+                ("user.deleted".into(), "c".into())
+            ]
+        );
+        let written: Vec<_> = changes
+            .upsert_users
+            .iter()
+            .map(|(u, _)| u.user_id.as_str())
+            .collect();
+        assert_eq!(written, vec!["b"]);
+        assert_eq!(changes.delete_users, vec!["c"]);
     }
 
     #[test]

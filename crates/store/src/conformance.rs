@@ -806,8 +806,8 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
         run_id: run.id.clone(),
         account_id: Some(a.id.clone()),
         upsert_users: vec![
-            user_row("u1", "active", true),
-            user_row("u2", "active", false),
+            user_row("u1", "active", true).with_content_hash(),
+            user_row("u2", "active", false).with_content_hash(),
         ],
         upsert_groups: vec![crate::CachedGroupRow {
             group_id: "g1".into(),
@@ -850,7 +850,7 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
         commit
             .upsert_users
             .iter()
-            .map(|u| (u.user_id.clone(), Some(u.content_hash())))
+            .map(|(u, hash)| (u.user_id.clone(), Some(*hash)))
             .collect::<Vec<_>>()
     );
     assert_eq!(
@@ -858,7 +858,7 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
             .snapshot_users_by_id(&a.id, &["u2".into(), "nobody".into()])
             .await
             .expect("by id"),
-        vec![commit.upsert_users[1].clone()]
+        vec![commit.upsert_users[1].0.clone()]
     );
     assert_eq!(
         store.snapshot_memberships(&a.id).await.expect("m"),
@@ -955,7 +955,10 @@ pub async fn cached_users_page_by_keyset_with_filters(store: &dyn Store) {
     let commit = crate::SyncCommit {
         run_id: "r".into(),
         account_id: Some(a.id.clone()),
-        upsert_users: users,
+        upsert_users: users
+            .into_iter()
+            .map(crate::CachedUserRow::with_content_hash)
+            .collect(),
         upsert_groups: vec![
             crate::CachedGroupRow {
                 group_id: "g1".into(),
@@ -1360,7 +1363,10 @@ async fn commit_users(
         }),
         run_id: run.id,
         account_id: Some(a.id.clone()),
-        upsert_users: users,
+        upsert_users: users
+            .into_iter()
+            .map(crate::CachedUserRow::with_content_hash)
+            .collect(),
         counts_json: "{}".into(),
         finished_at: 500,
         activity_exposed: true,

@@ -580,14 +580,14 @@ impl SyncStore for PgStore {
         let users: Vec<_> = c
             .upsert_users
             .iter()
-            .map(|u| {
+            .map(|(u, hash)| {
                 (
                     &u.user_id,
                     &u.email,
                     &u.status,
                     i64::from(u.is_admin),
                     &u.data_json,
-                    u.content_hash(),
+                    hash,
                 )
             })
             .collect();

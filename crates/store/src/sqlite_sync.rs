@@ -549,14 +549,14 @@ impl SyncStore for SqliteStore {
         let users: Vec<_> = c
             .upsert_users
             .iter()
-            .map(|u| {
+            .map(|(u, hash)| {
                 (
                     &u.user_id,
                     &u.email,
                     &u.status,
                     i64::from(u.is_admin),
                     &u.data_json,
-                    u.content_hash(),
+                    hash,
                 )
             })
             .collect();
@@ -632,7 +632,7 @@ impl SyncStore for SqliteStore {
              FROM dir_users WHERE account_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
             account,
             String::new(),
-            |row: &Packed| row.0.clone(),
+            |rows: &[Packed]| last_id(rows, |row| &row.0),
         )
         .await?;
         Ok(rows
@@ -657,10 +657,10 @@ impl SyncStore for SqliteStore {
             self,
             "SELECT json_group_array(json_array(user_id, data_hash)) \
              FROM (SELECT user_id, data_hash \
-             FROM dir_users WHERE account_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
+             FROM dir_users INDEXED BY dir_users_hashes WHERE account_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
             account,
             String::new(),
-            |row: &(String, Option<i64>)| row.0.clone(),
+            |rows: &[(String, Option<i64>)]| last_id(rows, |row| &row.0),
         )
         .await
     }
@@ -717,7 +717,13 @@ impl SyncStore for SqliteStore {
              ORDER BY group_id, user_id LIMIT ?3)",
             account,
             r#"["",""]"#.to_owned(),
-            |pair: &(String, String)| serde_json::to_string(pair).unwrap_or_default(),
+            // Pairs order element by element, as SQLite's row values do.
+            |pairs: &[(String, String)]| {
+                pairs
+                    .iter()
+                    .max()
+                    .and_then(|pair| serde_json::to_string(pair).ok())
+            },
         )
         .await?;
         Ok(rows)
@@ -1222,13 +1228,14 @@ const PACKED_ROWS: i64 = 20_000;
 /// Reads a large result as a few JSON arrays (`sql` packs up to `?3` rows
 /// whose key is past `?2` with `json_group_array`): fetching rows one by one
 /// costs more in the driver than SQLite spends finding them. `first` is the
-/// key before every row, `key_of` a row's key (text, or a JSON pair).
+/// key before every row, `last_key` a chunk's largest key as bound to `?2`
+/// (text, or a JSON pair).
 async fn packed_chunks<T: serde::de::DeserializeOwned>(
     store: &SqliteStore,
     sql: &'static str,
     account: &AccountId,
     first: String,
-    key_of: impl Fn(&T) -> String,
+    last_key: impl Fn(&[T]) -> Option<String>,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     let mut after = first;
@@ -1241,8 +1248,7 @@ async fn packed_chunks<T: serde::de::DeserializeOwned>(
             .await?;
         let chunk: Vec<T> = serde_json::from_str(&packed).map_err(corrupt)?;
         let full = i64::try_from(chunk.len()).unwrap_or(0) >= PACKED_ROWS;
-        // An aggregate promises no order: the next key is the largest seen.
-        let last = chunk.iter().map(&key_of).max_by(|a, b| compare_keys(a, b));
+        let last = last_key(&chunk);
         out.extend(chunk);
         match last {
             Some(last) if full => after = last,
@@ -1251,16 +1257,10 @@ async fn packed_chunks<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Orders keys as SQLite does: plain text, or JSON `[group, user]` pairs
-/// compared element by element.
-fn compare_keys(a: &str, b: &str) -> std::cmp::Ordering {
-    match (
-        serde_json::from_str::<(String, String)>(a),
-        serde_json::from_str::<(String, String)>(b),
-    ) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
-    }
+/// The largest id of a chunk (an aggregate promises no order). Rust orders
+/// strings by their bytes, as SQLite's default collation does.
+fn last_id<T>(rows: &[T], id: impl Fn(&T) -> &String) -> Option<String> {
+    rows.iter().map(id).max().cloned()
 }
 
 /// Rows per batched statement.
@@ -1398,7 +1398,11 @@ mod tests {
         let commit = SyncCommit {
             run_id: "r".into(),
             account_id: Some(account.id.clone()),
-            upsert_users: users.clone(),
+            upsert_users: users
+                .iter()
+                .cloned()
+                .map(CachedUserRow::with_content_hash)
+                .collect(),
             add_memberships: memberships.clone(),
             counts_json: "{}".into(),
             ..SyncCommit::default()

@@ -146,6 +146,12 @@ impl CachedUserRow {
     pub fn content_hash(&self) -> i64 {
         first_8(&Sha256::digest(self.data_json.as_bytes()))
     }
+
+    /// The row with its `content_hash`, as a `SyncCommit` stores it.
+    pub fn with_content_hash(self) -> (Self, i64) {
+        let hash = self.content_hash();
+        (self, hash)
+    }
 }
 
 /// What is stored beside an account's snapshot to tell its membership list
@@ -213,7 +219,9 @@ pub struct SyncCommit {
     pub lease: Option<Lease>,
     pub run_id: String,
     pub account_id: Option<AccountId>,
-    pub upsert_users: Vec<CachedUserRow>,
+    /// Each with the hash stored beside it: its `content_hash`, or a
+    /// fingerprint of the vendor's record that tells it unchanged sooner.
+    pub upsert_users: Vec<(CachedUserRow, i64)>,
     pub delete_users: Vec<String>,
     pub upsert_groups: Vec<CachedGroupRow>,
     pub delete_groups: Vec<String>,

@@ -277,7 +277,10 @@ mod copy {
             }),
             run_id: "sync_1".into(),
             account_id: Some(account.id.clone()),
-            upsert_users: users,
+            upsert_users: users
+                .into_iter()
+                .map(CachedUserRow::with_content_hash)
+                .collect(),
             upsert_groups: vec![CachedGroupRow {
                 group_id: "g1".into(),
                 name: "Eng".into(),

@@ -19,12 +19,14 @@ use rollcall_core::unified::{
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::payload::{self, ADMIN_GROUP_NAME, ALL_USERS_GROUP_NAME, MAGIC_ADMIN, MAGIC_ALL_USERS};
 use crate::account::{LinkedAccount, VendorAnswer, VendorRequest};
 use crate::directory::{
-    Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownUsers, MembershipQuery,
-    NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress, UserPatch, UserQuery,
+    Added, Directory, DirectoryError, DirectorySnapshot, GroupPatch, KnownFingerprints, KnownUsers,
+    Listed, MembershipQuery, NewGroup, NewUser, Page, PageRequest, ProgressSink, SnapshotProgress,
+    UserPatch, UserQuery,
 };
 use crate::error::ConnectorError;
 
@@ -209,25 +211,85 @@ fn vendor_error(answer: &VendorAnswer, what: &str) -> DirectoryError {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(answer: &VendorAnswer) -> Result<T, DirectoryError> {
+fn parse<'a, T: Deserialize<'a>>(answer: &'a VendorAnswer) -> Result<T, DirectoryError> {
     Ok(answer.json::<T>()?)
 }
 
-/// A user page straight into unified users (no JSON tree per page, as the
-/// API's lists need for `remote_data`), with the vendor's `total`.
-fn parse_user_page(answer: &VendorAnswer) -> Result<(Vec<User>, u64), DirectoryError> {
-    let list: payload::UserPage = parse(answer)?;
+/// A user page for a snapshot, with the vendor's `total`. Each record is
+/// fingerprinted as the vendor sent it; one `known` names is not built
+/// (equal text, equal user), the others go straight into unified users (no
+/// JSON tree, as the API's lists need for `remote_data`).
+fn parse_user_page(
+    answer: &VendorAnswer,
+    known: Option<&KnownFingerprints>,
+) -> Result<(Vec<Listed>, u64), DirectoryError> {
+    let list: payload::RawUserPage<'_> = parse(answer)?;
     let no_groups = GroupIndex::default();
+    let bad = |e: serde_json::Error| -> DirectoryError {
+        ConnectorError::BadResponse(format!(
+            "a Metabase user record is not the expected JSON: {e}"
+        ))
+        .into()
+    };
     let users = list
         .data
         .iter()
-        .map(|user| {
-            let mut unified = to_user(user, &no_groups, None, false);
+        .map(|raw| {
+            let fingerprint = fingerprint(raw);
+            // Found by its fingerprint alone: no need to read even its id.
+            if let Some(id) = known.and_then(|known| known(fingerprint)) {
+                return Ok(Listed::Known { id, fingerprint });
+            }
+            let user: payload::User = serde_json::from_str(raw.get()).map_err(bad)?;
+            let mut unified = to_user(&user, &no_groups, None, false);
             unified.groups = None;
-            unified
+            Ok(Listed::User {
+                user: unified,
+                fingerprint: Some(fingerprint),
+            })
         })
-        .collect();
+        .collect::<Result<_, DirectoryError>>()?;
     Ok((users, list.total))
+}
+
+/// The membership map's pairs, each once, sorted as their ids' text sorts
+/// (`DirectorySnapshot::memberships`), numbers turned to text only at the end.
+fn membership_pairs(answer: &VendorAnswer) -> Result<Vec<(String, String)>, DirectoryError> {
+    let map: payload::MembershipMap = parse(answer)?;
+    let mut pairs: Vec<(u64, u64)> = map
+        .into_values()
+        .flatten()
+        .map(|m| (m.group_id, m.user_id))
+        .collect();
+    pairs.sort_unstable_by_key(|&(group, user)| (text_order(group), text_order(user)));
+    pairs.dedup();
+    Ok(pairs
+        .into_iter()
+        .map(|(group, user)| (group.to_string(), user.to_string()))
+        .collect())
+}
+
+/// A key that orders numbers as their decimal text does ("10" < "9"): the
+/// digits left-aligned, then the length (a prefix sorts first).
+fn text_order(n: u64) -> (u128, u32) {
+    let digits = n.checked_ilog10().map_or(1, |d| d + 1);
+    (u128::from(n) * 10u128.pow(20 - digits), digits)
+}
+
+/// Bumped whenever `to_user` maps a record differently: every stored
+/// fingerprint then misses once and each user is built afresh.
+const FINGERPRINT_VERSION: &[u8] = b"rollcall metabase user 1\0";
+
+/// The first 8 bytes of the SHA-256 of a user record's text as the vendor
+/// sent it (Metabase writes a record the same way each time).
+fn fingerprint(raw: &serde_json::value::RawValue) -> i64 {
+    let digest = Sha256::new()
+        .chain_update(FINGERPRINT_VERSION)
+        .chain_update(raw.get().as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(first)
 }
 
 fn parse_value<T: for<'de> Deserialize<'de>>(
@@ -416,6 +478,26 @@ impl MetabaseDirectory<'_> {
         Ok(all)
     }
 
+    /// Every membership as `(group_id, user_id)`, each once, in the order
+    /// a snapshot keeps them (the ids' text order). Parsed and ordered on a
+    /// task of its own: inline, the map (a few MB at 100,000 users) would
+    /// hold up the user pages read alongside.
+    async fn snapshot_memberships(&self) -> Result<Vec<(String, String)>, DirectoryError> {
+        let answer = self
+            .ok(
+                VendorRequest::get("/api/permissions/membership"),
+                "membership list",
+            )
+            .await?;
+        tokio::spawn(async move { membership_pairs(&answer) })
+            .await
+            .map_err(|e| {
+                ConnectorError::BadResponse(format!(
+                    "reading the Metabase membership map failed: {e}"
+                ))
+            })?
+    }
+
     /// Every personal user, active and deactivated, sorted by id:
     /// `status=all` pages until the vendor's `total` or an empty page.
     /// `include_deactivated=true` says the same to versions that predate
@@ -445,7 +527,8 @@ impl MetabaseDirectory<'_> {
         let mut total: Option<u64> = None;
         let mut answer = page(offset).await?;
         loop {
-            let parsing = tokio::spawn(async move { parse_user_page(&answer) });
+            let known = progress.known_fingerprints();
+            let parsing = tokio::spawn(async move { parse_user_page(&answer, known.as_ref()) });
             // Guessed as a full page on; checked against the parsed one.
             let guess = offset.saturating_add(SNAPSHOT_PAGE);
             let (parsed, ahead) = if total.is_some_and(|t| guess < t) {
@@ -942,16 +1025,11 @@ impl Directory for MetabaseDirectory<'_> {
         let (users, mut groups, memberships) = tokio::try_join!(
             self.snapshot_users(progress),
             self.all_groups(),
-            self.all_memberships(),
+            self.snapshot_memberships(),
         )?;
         groups.sort_by_key(|g| g.id);
         let groups: Vec<Group> = groups.iter().map(|g| to_group(g, None, false)).collect();
         report("groups", groups.len());
-        // Already sorted by (group, user) and each pair once.
-        let memberships: Vec<(String, String)> = memberships
-            .iter()
-            .map(|m| (m.group_id.to_string(), m.user_id.to_string()))
-            .collect();
         report("memberships", memberships.len());
         Ok(DirectorySnapshot {
             users,
@@ -997,6 +1075,27 @@ impl Directory for MetabaseDirectory<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_order_as_their_text_does() {
+        let mut numbers: Vec<u64> =
+            vec![0, 1, 2, 9, 10, 11, 19, 90, 99, 100, 101, 1_000, 999, 12_345];
+        numbers.extend([u64::MAX, u64::MAX - 1, 10u64.pow(19), 10u64.pow(19) - 1]);
+        let mut as_text: Vec<String> = numbers.iter().map(u64::to_string).collect();
+        as_text.sort();
+        numbers.sort_by_key(|&n| text_order(n));
+        let by_key: Vec<String> = numbers.iter().map(u64::to_string).collect();
+        assert_eq!(by_key, as_text);
+    }
+
+    #[test]
+    fn a_fingerprint_is_of_the_record_as_sent() {
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
+        let a = fingerprint(&raw(r#"{"id":1,"email":"a@example.com"}"#));
+        assert_eq!(a, fingerprint(&raw(r#"{"id":1,"email":"a@example.com"}"#)));
+        assert_ne!(a, fingerprint(&raw(r#"{"id":2,"email":"a@example.com"}"#)));
+        assert_ne!(a, fingerprint(&raw(r#"{"email":"a@example.com","id":1}"#)));
+    }
 
     #[test]
     fn ids_are_positive_numbers() {

@@ -64,11 +64,12 @@ pub struct UserList {
     pub total: u64,
 }
 
-/// The same page read straight into users (for syncs, which keep no
-/// vendor objects).
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserPage {
-    pub data: Vec<User>,
+/// The same page with each user's record as sent (for syncs, which keep
+/// no vendor objects and fingerprint each record before reading it).
+#[derive(Debug, Deserialize)]
+pub struct RawUserPage<'a> {
+    #[serde(borrow)]
+    pub data: Vec<&'a serde_json::value::RawValue>,
     pub total: u64,
 }
 
