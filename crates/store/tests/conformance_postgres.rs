@@ -261,7 +261,7 @@ mod copy {
         let sync_job = job("sync", &account, r#"{"sync_run_id":"sync_1"}"#.into());
         store.enqueue_sync(&run, &sync_job, 1_000).await.unwrap();
         let claimed = store.claim_job("n1", 100, 1_000).await.unwrap().unwrap();
-        let users = (0..2_500)
+        let users: Vec<CachedUserRow> = (0..2_500)
             .map(|i| CachedUserRow {
                 user_id: format!("u{i:05}"),
                 email: Some(format!("u{i}@example.com")),

@@ -5,3 +5,7 @@
 -- connectors' fingerprints of the vendor's record (see
 -- `SyncCommit::upsert_users`).
 CREATE INDEX dir_users_hashes ON dir_users (account_id, user_id) INCLUDE (data_hash);
+-- Cached reads filter on email by equality only, which `dir_users_by_email`
+-- (email, account_id, user_id) serves as well; one index less for a sync's
+-- writes to keep up.
+DROP INDEX dir_users_email;
