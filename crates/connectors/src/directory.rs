@@ -182,6 +182,10 @@ pub type KnownFingerprints = Arc<dyn Fn(i64) -> Option<String> + Send + Sync>;
 
 /// A user as a snapshot read lists it.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a page of these is moved once; boxing would cost an allocation per user built"
+)]
 pub enum Listed {
     /// Built in full. `fingerprint`: a hash of the vendor's record and of
     /// how the connector maps it, from a connector that keeps them (equal
