@@ -154,13 +154,15 @@ pub struct SnapshotProgress {
 
 /// Told of progress as a snapshot read goes; must be cheap (it is called
 /// once per item or page).
+#[async_trait]
 pub trait ProgressSink: Send + Sync {
     fn report(&self, progress: SnapshotProgress);
 
     /// What the sink knows of the last snapshot's users, for a connector
     /// that can tell a vendor record unchanged before building the user
-    /// from it. `None`: nothing known (yet); every user is built.
-    fn known_fingerprints(&self) -> Option<KnownFingerprints> {
+    /// from it; asked before each page is built, and may wait until the
+    /// sink has read them. `None`: nothing known; every user is built.
+    async fn known_fingerprints(&self) -> Option<KnownFingerprints> {
         None
     }
 

@@ -1418,10 +1418,11 @@ struct Fingerprints {
     taken: Mutex<Vec<Listed>>,
 }
 
+#[async_trait::async_trait]
 impl ProgressSink for Fingerprints {
     fn report(&self, _: SnapshotProgress) {}
 
-    fn known_fingerprints(&self) -> Option<KnownFingerprints> {
+    async fn known_fingerprints(&self) -> Option<KnownFingerprints> {
         let known = self.known.clone();
         Some(Arc::new(move |fingerprint| {
             known.get(&fingerprint).cloned()

@@ -8,9 +8,10 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rollcall_connectors::{
-    ConnectorError, DirectoryError, KnownFingerprints, KnownUsers, Listed, ProgressSink,
-    SnapshotProgress,
+    ConnectorError, Directory, DirectoryError, DirectorySnapshot, KnownFingerprints, KnownUsers,
+    Listed, ProgressSink, SnapshotProgress,
 };
 use rollcall_core::id::{AccountId, TenantId};
 use rollcall_core::unified::User;
@@ -18,6 +19,7 @@ use rollcall_store::{
     Enqueued, JobRow, JobStatus, Lease, StoreError, SyncCommit, SyncRunRow, SyncStatus,
 };
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::diff::{
@@ -158,13 +160,14 @@ pub(crate) async fn schedule_due(inner: &Inner, now: i64) -> Result<(), StoreErr
 /// Keeps the latest progress report; a side task writes it out now and then.
 /// Takes the users the read lists page by page and puts each page in stored
 /// form on a task of its own, while the next page downloads.
-#[derive(Default)]
 struct Progress {
     latest: Mutex<Option<SnapshotProgress>>,
     details_total: Mutex<u64>,
     /// One task per listed page, in listing order.
     pages: Mutex<Vec<JoinHandle<Result<PageRows, String>>>>,
-    stored: Arc<StoredUsers>,
+    /// The last snapshot's users, once loaded (`None` until then; the
+    /// sender dropped without one: the load failed).
+    stored: watch::Receiver<Option<Arc<StoredUsers>>>,
 }
 
 /// The last snapshot's users as a read looks them up: by the hash stored
@@ -176,6 +179,25 @@ struct StoredUsers {
     ids: Vec<String>,
     /// Stored hash → place in `ids`.
     by_hash: HashMap<i64, usize>,
+}
+
+impl StoredUsers {
+    fn of(previous: &Previous) -> Self {
+        let mut by_hash = HashMap::with_capacity(previous.user_hashes.len());
+        by_hash.extend(
+            previous
+                .user_hashes
+                .iter()
+                .enumerate()
+                .filter_map(|(place, (_, hash))| Some(((*hash)?, place))),
+        );
+        let ids = previous
+            .user_hashes
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        Self { ids, by_hash }
+    }
 }
 
 /// A page of listed users: those built, in listing order, and the places
@@ -211,6 +233,7 @@ impl PageRows {
     }
 }
 
+#[async_trait]
 impl ProgressSink for Progress {
     fn report(&self, progress: SnapshotProgress) {
         if let Ok(mut latest) = self.latest.lock() {
@@ -223,11 +246,19 @@ impl ProgressSink for Progress {
         }
     }
 
-    fn known_fingerprints(&self) -> Option<KnownFingerprints> {
-        if self.stored.by_hash.is_empty() {
+    async fn known_fingerprints(&self) -> Option<KnownFingerprints> {
+        // The previous snapshot is loaded beside the read's first requests;
+        // no page is built before it is in (what it holds is not built).
+        let stored = self
+            .stored
+            .clone()
+            .wait_for(Option::is_some)
+            .await
+            .ok()?
+            .clone()?;
+        if stored.by_hash.is_empty() {
             return None;
         }
-        let stored = Arc::clone(&self.stored);
         Some(Arc::new(move |fingerprint: i64| {
             let place = stored.by_hash.get(&fingerprint_hash(fingerprint))?;
             stored.ids.get(*place).cloned()
@@ -238,7 +269,7 @@ impl ProgressSink for Progress {
         let Ok(mut pages) = self.pages.lock() else {
             return users.into_iter().filter_map(Listed::into_user).collect();
         };
-        let stored = Arc::clone(&self.stored);
+        let stored = self.stored.borrow().clone().unwrap_or_default();
         // An ordinary task, not a blocking thread: a page is a few
         // milliseconds of work, and blocking threads' malloc arenas keep
         // what they freed (tens of MB at 100,000 users).
@@ -248,25 +279,16 @@ impl ProgressSink for Progress {
 }
 
 impl Progress {
-    /// A sink for a read against `previous`.
-    fn knowing(previous: &Previous) -> Self {
-        let mut by_hash = HashMap::with_capacity(previous.user_hashes.len());
-        by_hash.extend(
-            previous
-                .user_hashes
-                .iter()
-                .enumerate()
-                .filter_map(|(place, (_, hash))| Some(((*hash)?, place))),
-        );
-        let ids = previous
-            .user_hashes
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect();
-        Self {
-            stored: Arc::new(StoredUsers { ids, by_hash }),
-            ..Self::default()
-        }
+    /// A sink, and where to tell it the last snapshot's users once loaded.
+    fn new() -> (watch::Sender<Option<Arc<StoredUsers>>>, Self) {
+        let (tell, stored) = watch::channel(None);
+        let progress = Self {
+            latest: Mutex::default(),
+            details_total: Mutex::default(),
+            pages: Mutex::default(),
+            stored,
+        };
+        (tell, progress)
     }
 
     /// Every user of the read: the pages taken while it went on, then what
@@ -435,33 +457,39 @@ async fn perform(
         .map_err(store_error)?;
     let full_read_due = last_full.is_none_or(|at| started.saturating_sub(at) >= FULL_READ_EVERY_MS);
     let reuse = directory.reuses_known_users() && !full_read_due;
-    // The previous snapshot comes first: the read skips building what it
-    // holds unchanged. (Loaded alongside the read instead, it finished a
-    // fifth of the way through 100,000 users, competing with the read for
-    // the CPU, and those pages were built in full for nothing.)
-    let mut previous = load_previous(inner, account, reuse)
-        .await
-        .map_err(store_error)?;
-    let loaded = inner.clock.now_millis();
-    let progress = Progress::knowing(&previous);
-    let known: KnownUsers = if reuse {
+    let (tell, progress) = Progress::new();
+    let load = async {
+        let previous = load_previous(inner, account, reuse).await;
+        if let Ok(previous) = &previous {
+            tell.send_replace(Some(Arc::new(StoredUsers::of(previous))));
+        }
+        (previous, inner.clock.now_millis())
+    };
+    let read_started = inner.clock.now_millis();
+    let (read, (previous, loaded)) = if reuse {
+        // A read that reuses known users needs the previous snapshot first.
+        let (previous, loaded) = load.await;
+        let previous = previous.map_err(store_error)?;
         // Rebuilt as unified objects only for a connector that reuses them;
         // for the others that copy would be pure weight.
-        previous
+        let known: KnownUsers = previous
             .users
             .values()
             .filter_map(|row| serde_json::from_str::<User>(&row.data_json).ok())
             .map(|u| (u.id.clone(), u))
-            .collect()
+            .collect();
+        let read = read_snapshot(inner, run_id, directory.as_ref(), &known, &progress).await;
+        (read, (Ok(previous), loaded))
     } else {
-        KnownUsers::new()
+        // Any other loads it beside the read's first requests, and the read
+        // builds no page before it is in (`known_fingerprints`).
+        let known = KnownUsers::new();
+        tokio::join!(
+            read_snapshot(inner, run_id, directory.as_ref(), &known, &progress),
+            load
+        )
     };
-
-    let read_started = inner.clock.now_millis();
-    let read = tokio::select! {
-        out = directory.snapshot(&known, &progress) => out,
-        never = write_progress(inner, run_id, &progress) => match never {},
-    };
+    let mut previous = previous.map_err(store_error)?;
     let mut snapshot = match read {
         Ok(snapshot) => snapshot,
         Err(e) => {
@@ -478,7 +506,6 @@ async fn perform(
         }
     };
     drop(directory);
-    drop(known);
 
     let now = inner.clock.now_millis();
     let cx = DiffContext {
@@ -564,6 +591,20 @@ async fn after_commit(inner: &Inner, run_id: &str, c: Committed) {
     inner.opener.vendor_verdict(&c.row, true, None).await;
 }
 
+/// The connector's snapshot, its progress written out as it goes.
+async fn read_snapshot(
+    inner: &Inner,
+    run_id: &str,
+    directory: &dyn Directory,
+    known: &KnownUsers,
+    progress: &Progress,
+) -> Result<DirectorySnapshot, DirectoryError> {
+    tokio::select! {
+        out = directory.snapshot(known, progress) => out,
+        never = write_progress(inner, run_id, progress) => match never {},
+    }
+}
+
 /// Reads from the stored snapshot what its hashes could not settle for the
 /// diff against `next`: the users whose hash differs and those gone, in
 /// full, and the memberships if the list hashes differently.
@@ -640,14 +681,15 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_page_finds_users_listed_unchanged_by_their_stored_hash() {
+    #[tokio::test]
+    async fn a_page_finds_users_listed_unchanged_by_their_stored_hash() {
         let previous = Previous {
             user_hashes: vec![("a".into(), Some(fingerprint_hash(7))), ("b".into(), None)],
             ..Previous::default()
         };
-        let progress = Progress::knowing(&previous);
-        let known = progress.known_fingerprints().unwrap();
+        let (tell, progress) = Progress::new();
+        tell.send_replace(Some(Arc::new(StoredUsers::of(&previous))));
+        let known = progress.known_fingerprints().await.unwrap();
         assert_eq!(known(7).as_deref(), Some("a"));
         assert_eq!(known(8), None);
 
@@ -678,7 +720,7 @@ mod tests {
                     fingerprint: 7,
                 },
             ],
-            &progress.stored,
+            &StoredUsers::of(&previous),
         )
         .unwrap();
         assert_eq!(page.known, vec![0]);
@@ -692,7 +734,14 @@ mod tests {
             id: "z".into(),
             fingerprint: 8,
         }];
-        assert!(PageRows::of(unknown, &progress.stored).is_err());
+        assert!(PageRows::of(unknown, &StoredUsers::of(&previous)).is_err());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_known_when_the_previous_snapshot_could_not_be_loaded() {
+        let (tell, progress) = Progress::new();
+        drop(tell);
+        assert!(progress.known_fingerprints().await.is_none());
     }
 
     #[test]

@@ -527,7 +527,7 @@ impl MetabaseDirectory<'_> {
         let mut total: Option<u64> = None;
         let mut answer = page(offset).await?;
         loop {
-            let known = progress.known_fingerprints();
+            let known = progress.known_fingerprints().await;
             let parsing = tokio::spawn(async move { parse_user_page(&answer, known.as_ref()) });
             // Guessed as a full page on; checked against the parsed one.
             let guess = offset.saturating_add(SNAPSHOT_PAGE);
