@@ -154,7 +154,7 @@ pub fn next_users(users: Vec<User>) -> Vec<NextUser> {
 /// times for a typical user).
 pub fn next_user(user: User, fingerprint: Option<i64>, json: &mut Vec<u8>) -> NextUser {
     json.clear();
-    let row = user_row_with(user, json);
+    let row = user_row(user, json);
     let hash = fingerprint.map_or_else(|| row.content_hash(), fingerprint_hash);
     NextUser {
         row: Box::new(row),
@@ -225,8 +225,8 @@ impl Next {
         }
     }
 
-    /// How many users, groups, memberships and roles it holds. A user
-    /// listed both unchanged and changed (twice) is counted twice.
+    /// How many users, groups, memberships and roles it holds (a user both
+    /// in `known` and built counts twice: `Progress` keeps them apart).
     pub fn sizes(&self) -> (usize, usize, usize, usize) {
         (
             self.users.len() + self.known.len(),
@@ -238,13 +238,8 @@ impl Next {
 }
 
 /// The stored form of a user: groups come from memberships, remote data
-/// is not kept.
-pub fn user_row(user: User) -> CachedUserRow {
-    user_row_with(user, &mut Vec::new())
-}
-
-/// `user_row`, serializing through `buffer` (empty on entry).
-fn user_row_with(mut user: User, buffer: &mut Vec<u8>) -> CachedUserRow {
+/// is not kept. Serialized through `buffer` (empty on entry).
+fn user_row(mut user: User, buffer: &mut Vec<u8>) -> CachedUserRow {
     user.groups = None;
     user.remote_data = None;
     let data_json = match serde_json::to_writer(&mut *buffer, &user) {

@@ -3,7 +3,7 @@
 //! snapshot together with the change events in one transaction. A sync
 //! that fails, or whose worker dies, writes nothing but its failure.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -307,6 +307,18 @@ impl Progress {
                 .map_err(|e| format!("storing a page of users failed: {e}"))??;
             built.extend(page.built);
             known.extend(page.known);
+        }
+        // A user listed twice, changed in between, is one user: the built
+        // record counts (the diff would take it anyway; this keeps counts).
+        if !known.is_empty() && !built.is_empty() {
+            let stored = self.stored.borrow().clone().unwrap_or_default();
+            let built_ids: HashSet<&str> = built.iter().map(|n| n.row.user_id.as_str()).collect();
+            known.retain(|place| {
+                stored
+                    .ids
+                    .get(*place)
+                    .is_none_or(|id| !built_ids.contains(id.as_str()))
+            });
         }
         // Built on a blocking thread: a connector that hands over nothing
         // early leaves the whole directory here.
@@ -735,6 +747,53 @@ mod tests {
             fingerprint: 8,
         }];
         assert!(PageRows::of(unknown, &StoredUsers::of(&previous)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_user_listed_unchanged_and_then_changed_counts_once_as_changed() {
+        let user = |id: &str, fingerprint: i64| Listed::User {
+            user: User {
+                id: id.into(),
+                username: None,
+                email: None,
+                first_name: Some(format!("{fingerprint}")),
+                last_name: None,
+                name: None,
+                status: UserStatus::Active,
+                is_admin: false,
+                roles: vec![],
+                groups: None,
+                last_active_at: None,
+                created_at: None,
+                updated_at: None,
+                remote_data: None,
+            },
+            fingerprint: Some(fingerprint),
+        };
+        let previous = Previous {
+            user_hashes: vec![
+                ("a".into(), Some(fingerprint_hash(1))),
+                ("b".into(), Some(fingerprint_hash(2))),
+            ],
+            ..Previous::default()
+        };
+        let (tell, progress) = Progress::new();
+        tell.send_replace(Some(Arc::new(StoredUsers::of(&previous))));
+        let known = |id: &str, fingerprint| Listed::Known {
+            id: id.into(),
+            fingerprint,
+        };
+        // The sink takes every page.
+        assert!(
+            progress
+                .listed(vec![known("a", 1), known("b", 2)])
+                .is_empty()
+        );
+        assert!(progress.listed(vec![user("b", 3), user("c", 4)]).is_empty());
+        let (built, known) = progress.stored_users(Vec::new()).await.unwrap();
+        let ids: Vec<_> = built.iter().map(|n| n.row.user_id.as_str()).collect();
+        assert_eq!(ids, vec!["b", "c"]);
+        assert_eq!(known, vec![0]);
     }
 
     #[tokio::test]
