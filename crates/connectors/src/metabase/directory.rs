@@ -261,7 +261,8 @@ fn membership_pairs(answer: &VendorAnswer) -> Result<Vec<(String, String)>, Dire
         .flatten()
         .map(|m| (m.group_id, m.user_id))
         .collect();
-    pairs.sort_unstable_by_key(|&(group, user)| (text_order(group), text_order(user)));
+    // Keys computed once per pair, not at every comparison.
+    pairs.sort_by_cached_key(|&(group, user)| (text_order(group), text_order(user)));
     pairs.dedup();
     Ok(pairs
         .into_iter()
