@@ -271,8 +271,8 @@ impl ProgressSink for Progress {
         };
         let stored = self.stored.borrow().clone().unwrap_or_default();
         // An ordinary task, not a blocking thread: a page is a few
-        // milliseconds of work, and blocking threads' malloc arenas keep
-        // what they freed (tens of MB at 100,000 users).
+        // milliseconds of work (and, under glibc's malloc, blocking
+        // threads' arenas kept tens of MB they had freed).
         pages.push(tokio::spawn(async move { PageRows::of(users, &stored) }));
         Vec::new()
     }
