@@ -710,6 +710,36 @@ mod tests {
         assert_eq!(changes.upsert_users.len(), 1);
     }
 
+    /// Users a connector fingerprints are not stored again while their
+    /// record holds: a change to the stored form must bump
+    /// `STORED_FORM_VERSION`, or users synced before keep the old form.
+    #[test]
+    fn the_stored_form_is_pinned() {
+        let mut ada = user("7", UserStatus::Inactive, true);
+        ada.email = Some(" Ada@Example.com ".into());
+        ada.groups = Some(vec![]);
+        ada.remote_data = Some(serde_json::json!({"id": 7}));
+        let n = next_user(ada, Some(41), &mut Vec::new());
+        assert_eq!(n.hash, fingerprint_hash(41));
+        assert_eq!(
+            (
+                n.row.user_id.as_str(),
+                n.row.email.as_deref(),
+                n.row.status.as_str(),
+                n.row.is_admin,
+                n.row.data_json.as_str(),
+            ),
+            (
+                "7",
+                Some("ada@example.com"),
+                "inactive",
+                true,
+                r#"{"id":"7","username":"7","email":" Ada@Example.com ","first_name":null,"last_name":null,"name":null,"status":"inactive","is_admin":true,"roles":[],"groups":null,"last_active_at":null,"created_at":null,"updated_at":null}"#,
+            ),
+            "the stored form changed: bump STORED_FORM_VERSION"
+        );
+    }
+
     #[test]
     fn users_listed_unchanged_are_passed_over_and_the_rest_diffed() {
         let ids = Ids::new();

@@ -1089,6 +1089,39 @@ mod tests {
         assert_eq!(by_key, as_text);
     }
 
+    /// Stored users are not rebuilt while their record's fingerprint holds:
+    /// a change to what a record maps to must bump `FINGERPRINT_VERSION`,
+    /// or users synced before keep the old mapping until they change.
+    #[test]
+    fn the_fingerprinted_mapping_is_pinned() {
+        let record = r#"{"id":7,"email":"ada@example.com","first_name":"Ada","last_name":"Lovelace","common_name":"Ada Lovelace","date_joined":"2024-01-02T03:04:05Z","last_login":"2024-05-06T07:08:09Z","updated_at":"2024-05-06T07:08:10Z","is_superuser":true,"is_active":false,"group_ids":[1,2]}"#;
+        let raw = serde_json::value::RawValue::from_string(record.to_owned()).unwrap();
+        let (listed, _) = parse_user_page(
+            &VendorAnswer {
+                status: 200,
+                body: bytes::Bytes::from(format!(r#"{{"data":[{}],"total":1}}"#, raw.get())),
+            },
+            None,
+        )
+        .unwrap();
+        let [Listed::User { user, fingerprint }] = listed.as_slice() else {
+            panic!("{listed:?}");
+        };
+        assert_eq!(*fingerprint, Some(super::fingerprint(&raw)));
+        assert_eq!(
+            serde_json::to_value(user).unwrap(),
+            json!({
+                "id": "7", "username": "ada@example.com", "email": "ada@example.com",
+                "first_name": "Ada", "last_name": "Lovelace", "name": "Ada Lovelace",
+                "status": "inactive", "is_admin": true,
+                "roles": [{"id": "admin", "name": "Admin"}],
+                "groups": null, "last_active_at": "2024-05-06T07:08:09Z",
+                "created_at": "2024-01-02T03:04:05Z", "updated_at": "2024-05-06T07:08:10Z",
+            }),
+            "the mapping changed: bump FINGERPRINT_VERSION"
+        );
+    }
+
     #[test]
     fn a_fingerprint_is_of_the_record_as_sent() {
         let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).unwrap();
