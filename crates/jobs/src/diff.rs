@@ -494,6 +494,7 @@ mod tests {
     use rollcall_core::unified::UserStatus;
 
     use super::*;
+    use crate::testing::user;
 
     /// The tenant and account a diff's events belong to.
     struct Ids {
@@ -516,25 +517,6 @@ mod tests {
                 sync_run_id: "sync_1",
                 now: 5,
             }
-        }
-    }
-
-    fn user(id: &str, status: UserStatus, admin: bool) -> User {
-        User {
-            id: id.into(),
-            username: Some(id.into()),
-            email: Some(format!("{id}@example.com")),
-            first_name: None,
-            last_name: None,
-            name: None,
-            status,
-            is_admin: admin,
-            roles: vec![],
-            groups: None,
-            last_active_at: None,
-            created_at: None,
-            updated_at: None,
-            remote_data: None,
         }
     }
 

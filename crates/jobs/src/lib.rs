@@ -12,6 +12,8 @@ pub mod events;
 pub mod grants;
 mod runner;
 pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod webhooks;
 
 use std::sync::Arc;

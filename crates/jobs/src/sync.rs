@@ -692,6 +692,7 @@ mod tests {
     use rollcall_core::unified::UserStatus;
 
     use super::*;
+    use crate::testing::user;
 
     #[tokio::test]
     async fn a_page_finds_users_listed_unchanged_by_their_stored_hash() {
@@ -705,26 +706,10 @@ mod tests {
         assert_eq!(known(7).as_deref(), Some("a"));
         assert_eq!(known(8), None);
 
-        let user = User {
-            id: "c".into(),
-            username: None,
-            email: None,
-            first_name: None,
-            last_name: None,
-            name: None,
-            status: UserStatus::Active,
-            is_admin: false,
-            roles: vec![],
-            groups: None,
-            last_active_at: None,
-            created_at: None,
-            updated_at: None,
-            remote_data: None,
-        };
         let page = PageRows::of(
             vec![
                 Listed::User {
-                    user,
+                    user: user("c", UserStatus::Active, false),
                     fingerprint: Some(9),
                 },
                 Listed::Known {
@@ -751,23 +736,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_listed_unchanged_and_then_changed_counts_once_as_changed() {
-        let user = |id: &str, fingerprint: i64| Listed::User {
-            user: User {
-                id: id.into(),
-                username: None,
-                email: None,
-                first_name: Some(format!("{fingerprint}")),
-                last_name: None,
-                name: None,
-                status: UserStatus::Active,
-                is_admin: false,
-                roles: vec![],
-                groups: None,
-                last_active_at: None,
-                created_at: None,
-                updated_at: None,
-                remote_data: None,
-            },
+        let built = |id: &str, fingerprint: i64| Listed::User {
+            user: user(id, UserStatus::Active, false),
             fingerprint: Some(fingerprint),
         };
         let previous = Previous {
@@ -789,7 +759,11 @@ mod tests {
                 .listed(vec![known("a", 1), known("b", 2)])
                 .is_empty()
         );
-        assert!(progress.listed(vec![user("b", 3), user("c", 4)]).is_empty());
+        assert!(
+            progress
+                .listed(vec![built("b", 3), built("c", 4)])
+                .is_empty()
+        );
         let (built, known) = progress.stored_users(Vec::new()).await.unwrap();
         let ids: Vec<_> = built.iter().map(|n| n.row.user_id.as_str()).collect();
         assert_eq!(ids, vec!["b", "c"]);
