@@ -167,6 +167,8 @@ pub(crate) struct Rollcall {
     /// `http://127.0.0.1:PORT`.
     pub api: String,
     pub key: String,
+    /// The server's SQLite database file.
+    pub database: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -176,8 +178,9 @@ pub(crate) struct Rollcall {
 pub(crate) async fn start_rollcall() -> anyhow::Result<Rollcall> {
     let loopback = "127.0.0.1:0".parse()?;
     let dir = tempfile::tempdir()?;
+    let database = dir.path().join("bench.db");
     let settings = Settings {
-        database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
+        database_url: format!("sqlite://{}", database.display()),
         vendor_deadline_secs: 120,
         sync_scheduler: false,
         ..Settings::default()
@@ -206,6 +209,7 @@ pub(crate) async fn start_rollcall() -> anyhow::Result<Rollcall> {
         store,
         api,
         key,
+        database,
         _dir: dir,
     })
 }

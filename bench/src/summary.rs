@@ -95,6 +95,13 @@ fn lines(quick: bool) -> Vec<Line> {
         add(
             "sync",
             &d,
+            "SQLite alone writing the first sync's rows ÷ plain download (a floor for the line above)",
+            d["storage_floor"]["ratio_to_plain_mean"].as_f64(),
+            Goal::AtMost(f64::INFINITY),
+        );
+        add(
+            "sync",
+            &d,
             "Metabase unchanged sync ÷ plain download",
             d["second_sync_no_changes"]["ratio"].as_f64(),
             Goal::AtMost(1.5),
