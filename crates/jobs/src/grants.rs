@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rollcall_connectors::{Directory, DirectoryError};
+use rollcall_connectors::{Added, Directory, DirectoryError};
 use rollcall_core::clock::rfc3339_from_millis;
 use rollcall_core::id::{AccountId, TenantId};
 use rollcall_core::unified::GroupMembership;
@@ -129,14 +129,34 @@ pub enum Removal {
     AlreadyGone,
     /// Left in place, and why.
     Kept(&'static str),
+    /// Put back for a grant made while this one was ending (which found
+    /// the membership still there and counts on it); `removed` if this
+    /// grant's removal had gone through first.
+    Restored {
+        removed: bool,
+    },
     /// The grant had ended already (revoked or expired meanwhile).
     GrantEnded,
+}
+
+/// The vendor call that failed while ending a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Removing the membership: nothing changed.
+    Remove,
+    /// Putting it back for another grant (after removing it, if `removed`).
+    Restore { removed: bool },
 }
 
 /// Ends `grant`'s hold on its membership and removes the membership,
 /// unless it predates the grant or another active grant still holds it.
 /// The grant is `expiring` from here until its end is recorded; `retry_now`
 /// (a revocation) has its job retry at once should this removal fail.
+///
+/// A grant made on the same membership while this one is ending may have
+/// found the membership still there: once removed, the membership is put
+/// back if such a grant exists, and a retry after a failed try makes sure
+/// it is there.
 pub async fn end_membership(
     store: &dyn Store,
     directory: &dyn Directory,
@@ -151,13 +171,62 @@ pub async fn end_membership(
         return Ok(Removal::Kept("the membership predates the grant"));
     }
     if others_active {
+        // An earlier try (this grant was `expiring` already) may have
+        // removed the membership before the other grant came.
+        if grant.status == GrantStatus::Expiring {
+            return restore(directory, grant, false).await;
+        }
         return Ok(Removal::Kept("another active grant holds the membership"));
     }
     let id = GroupMembership::id_for(&grant.group_id, &grant.user_id);
-    match directory.remove_group_membership(&id).await {
-        Ok(()) => Ok(Removal::Removed),
-        Err(DirectoryError::NotFound { .. }) => Ok(Removal::AlreadyGone),
-        Err(e) => Err(EndError::Vendor(e)),
+    let removed = match directory.remove_group_membership(&id).await {
+        Ok(()) => true,
+        Err(DirectoryError::NotFound { .. }) => false,
+        Err(error) => {
+            return Err(EndError::Vendor {
+                step: Step::Remove,
+                error,
+            });
+        }
+    };
+    let others = store
+        .live_grants_on(&grant.account_id, &grant.group_id, &grant.user_id)
+        .await?;
+    if others
+        .iter()
+        .any(|g| g.id != grant.id && g.status == GrantStatus::Active)
+    {
+        return restore(directory, grant, removed).await;
+    }
+    Ok(if removed {
+        Removal::Removed
+    } else {
+        Removal::AlreadyGone
+    })
+}
+
+/// Adds `grant`'s membership back for another grant that holds it.
+async fn restore(
+    directory: &dyn Directory,
+    grant: &GrantRow,
+    removed: bool,
+) -> Result<Removal, EndError> {
+    match directory
+        .add_group_membership(&grant.group_id, &grant.user_id)
+        .await
+    {
+        Ok((_, Added::Created)) => Ok(Removal::Restored { removed }),
+        Ok((_, Added::AlreadyPresent)) if removed => {
+            // Someone else put it back first.
+            Ok(Removal::Removed)
+        }
+        Ok((_, Added::AlreadyPresent)) => {
+            Ok(Removal::Kept("another active grant holds the membership"))
+        }
+        Err(error) => Err(EndError::Vendor {
+            step: Step::Restore { removed },
+            error,
+        }),
     }
 }
 
@@ -165,42 +234,82 @@ pub async fn end_membership(
 pub enum EndError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Vendor(DirectoryError),
+    #[error("{error}")]
+    Vendor { step: Step, error: DirectoryError },
 }
 
-/// The audit row for a membership a grant removed (or failed to).
-pub fn removal_audit(
+/// The audit rows for what ending a grant changed at the vendor, or tried
+/// to: `outcome` is the removal, or the failed step and the vendor's
+/// answer. Nothing changed, nothing audited.
+pub fn ending_audits(
     grant: &GrantRow,
     actor: &str,
     request_id: Option<&str>,
-    outcome: Result<&Removal, &str>,
+    outcome: Result<&Removal, (Step, &str)>,
     at: i64,
-) -> Option<AuditRow> {
-    let membership = GroupMembership::id_for(&grant.group_id, &grant.user_id);
-    let (outcome, detail) = match outcome {
-        Ok(Removal::Removed) => (AuditOutcome::Success, None),
-        // Nothing was changed at the vendor: nothing to audit.
-        Ok(Removal::AlreadyGone | Removal::Kept(_) | Removal::GrantEnded) => return None,
-        Err(message) => (AuditOutcome::Failure, Some(message.to_owned())),
+) -> Vec<AuditRow> {
+    let row = |action: &str, failure: Option<&str>| {
+        membership_audit(grant, actor, request_id, action, failure, at)
     };
-    Some(AuditRow {
+    const REMOVED: &str = "group_membership.removed";
+    const ADDED: &str = "group_membership.added";
+    match outcome {
+        Ok(Removal::Removed) => vec![row(REMOVED, None)],
+        Ok(Removal::Restored { removed }) => {
+            let mut rows = Vec::new();
+            if *removed {
+                rows.push(row(REMOVED, None));
+            }
+            rows.push(row(ADDED, None));
+            rows
+        }
+        Ok(Removal::AlreadyGone | Removal::Kept(_) | Removal::GrantEnded) => Vec::new(),
+        Err((Step::Remove, message)) => vec![row(REMOVED, Some(message))],
+        Err((Step::Restore { removed }, message)) => {
+            let mut rows = Vec::new();
+            if removed {
+                rows.push(row(REMOVED, None));
+            }
+            rows.push(row(ADDED, Some(message)));
+            rows
+        }
+    }
+}
+
+fn membership_audit(
+    grant: &GrantRow,
+    actor: &str,
+    request_id: Option<&str>,
+    action: &str,
+    failure: Option<&str>,
+    at: i64,
+) -> AuditRow {
+    let membership = GroupMembership::id_for(&grant.group_id, &grant.user_id);
+    let (outcome, detail) = match failure {
+        None => (AuditOutcome::Success, None),
+        Some(message) => (AuditOutcome::Failure, Some(message.to_owned())),
+    };
+    let subject = json!({ "group_id": grant.group_id, "user_id": grant.user_id, "access_grant_id": grant.id })
+        .to_string();
+    let (before_json, after_json) = if action == "group_membership.added" {
+        (None, Some(subject))
+    } else {
+        (Some(subject), None)
+    };
+    AuditRow {
         id: format!("au_{}", uuid::Uuid::now_v7().simple()),
         tenant_id: grant.tenant_id.clone(),
         at,
         actor: actor.to_owned(),
-        action: "group_membership.removed".to_owned(),
+        action: action.to_owned(),
         target_type: "group_membership".to_owned(),
         target_id: format!("{}/{membership}", grant.account_id),
         request_id: request_id.map(str::to_owned),
-        after_json: None,
-        before_json: Some(
-            json!({ "group_id": grant.group_id, "user_id": grant.user_id, "access_grant_id": grant.id })
-                .to_string(),
-        ),
+        after_json,
+        before_json,
         outcome,
         detail,
-    })
+    }
 }
 
 fn retry_delay(attempts: i64) -> Duration {
@@ -252,21 +361,20 @@ async fn expire(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) -> Result<(), S
             match end_membership(store, &*directory, &grant, started, false).await {
                 Ok(removal) => Ok(removal),
                 Err(EndError::Store(e)) => return Err(e),
-                Err(EndError::Vendor(e)) => Err(describe(&e)),
+                Err(EndError::Vendor { step, error }) => Err((step, describe(&error))),
             }
         }
-        Err(e) => Err(e.0),
+        // The account could not be opened: nothing was tried at the vendor.
+        Err(e) => Err((Step::Remove, e.0)),
     };
     let now = inner.clock.now_millis();
-    if let Some(row) = removal_audit(
-        &grant,
-        &actor,
-        None,
-        outcome.as_ref().map_err(String::as_str),
-        now,
-    ) {
+    let audited = outcome
+        .as_ref()
+        .map_err(|(step, message)| (*step, message.as_str()));
+    for row in ending_audits(&grant, &actor, None, audited, now) {
         store.append_audit(&row).await?;
     }
+    let outcome = outcome.map_err(|(_, message)| message);
     match outcome {
         Ok(Removal::GrantEnded) => {
             store.finish_job(lease, JobStatus::Done, None, now).await?;

@@ -6,12 +6,12 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use rollcall_connectors::{MembershipQuery, PageRequest};
+use rollcall_connectors::{Added, MembershipQuery, PageRequest};
 use rollcall_core::ErrorCode;
 use rollcall_core::error::ErrorEnvelope;
 use rollcall_core::id::AccountId;
 use rollcall_jobs::grants::{
-    AccessGrant, EndError, Removal, end_membership, expiry_job, grant_event, removal_audit,
+    AccessGrant, EndError, Removal, end_membership, ending_audits, expiry_job, grant_event,
 };
 use rollcall_store::{GrantEnd, GrantFilter, GrantRow, GrantStatus};
 use serde::Deserialize;
@@ -111,6 +111,13 @@ async fn create(
     let t = target(&state, &caller, &body.integrated_account_id).await?;
     // Whether the user is in the group already decides whether the grant
     // may ever remove the membership; it is asked before anything changes.
+    // The membership's live grants are read first: one that ends after
+    // this read still counts below, and one that ended before it has
+    // finished removing the membership, which the vendor's answer shows.
+    let live = state
+        .store
+        .live_grants_on(&t.row.id, &body.group_id, &body.user_id)
+        .await?;
     let query = MembershipQuery {
         group_id: Some(body.group_id.clone()),
         user_id: Some(body.user_id.clone()),
@@ -128,13 +135,7 @@ async fn create(
         .any(|m| m.group_id == body.group_id && m.user_id == body.user_id);
     // Already a member: either from before (then it stays for good) or
     // through another live grant (then it stays as long as that one says).
-    let preexisting = present
-        && state
-            .store
-            .live_grants_on(&t.row.id, &body.group_id, &body.user_id)
-            .await?
-            .first()
-            .is_none_or(|g| g.preexisting);
+    let preexisting = present && live.first().is_none_or(|g| g.preexisting);
     let id = format!("ag_{}", uuid::Uuid::now_v7().simple());
     let job = expiry_job(&id, &caller.tenant_id, &t.row.id, expires_at, now);
     let grant = GrantRow {
@@ -158,26 +159,35 @@ async fn create(
     // expiry job exists to end what the grant added (a membership that
     // never came is "already gone" then).
     state.store.insert_grant(&grant, &job, None).await?;
-    if !present {
+    // Held by another grant, the membership was there when asked, but that
+    // grant may have been ending and removed it since: adding is
+    // idempotent, so it is added either way. A grant that removes it from
+    // here on sees this one and puts it back.
+    if !preexisting {
         let membership_id =
             rollcall_core::unified::GroupMembership::id_for(&body.group_id, &body.user_id);
         let result = t
             .directory()
             .add_group_membership(&body.group_id, &body.user_id)
             .await;
-        let outcome = settle(&state, &t, result).await.map(|(m, _)| m);
-        Auditor::new(&state, &caller, &request_id, &t)
-            .record(
-                "group_membership.added",
-                "group_membership",
-                &membership_id,
-                &outcome,
-            )
-            .await;
-        if let Err(e) = outcome {
-            // Nothing was granted: the grant and its job go.
-            state.store.discard_grant(&grant.id).await?;
-            return Err(e);
+        match settle(&state, &t, result).await {
+            Ok((_, Added::AlreadyPresent)) => {}
+            outcome => {
+                let outcome = outcome.map(|(m, _)| m);
+                Auditor::new(&state, &caller, &request_id, &t)
+                    .record(
+                        "group_membership.added",
+                        "group_membership",
+                        &membership_id,
+                        &outcome,
+                    )
+                    .await;
+                if let Err(e) = outcome {
+                    // Nothing was granted: the grant and its job go.
+                    state.store.discard_grant(&grant.id).await?;
+                    return Err(e);
+                }
+            }
         }
     }
     let event = grant_event(&grant, "access_grant.activated", now);
@@ -305,26 +315,26 @@ async fn revoke(
     let removal = match removal {
         Ok(removal) => removal,
         Err(EndError::Store(e)) => return Err(e.into()),
-        Err(EndError::Vendor(e)) => {
-            let error = match settle::<()>(&state, &t, Err(e)).await {
+        Err(EndError::Vendor { step, error }) => {
+            let error = match settle::<()>(&state, &t, Err(error)).await {
                 Err(error) => error,
-                Ok(()) => ApiError::new(ErrorCode::ProviderError, "the vendor refused the removal"),
+                Ok(()) => ApiError::new(ErrorCode::ProviderError, "the vendor refused the change"),
             };
             let detail = format!("{}: {}", error.code, error.message);
-            // The grant is ending: its job retries the removal from now on.
+            // The grant is ending: its job retries from now on.
             state
                 .store
                 .note_grant_error(&grant.id, &detail, now)
                 .await?;
             state.jobs.wake();
-            let audit = removal_audit(
+            let audits = ending_audits(
                 &grant,
                 &caller.actor(),
                 Some(&request_id.0),
-                Err(&detail),
+                Err((step, &detail)),
                 now,
             );
-            if let Some(row) = audit {
+            for row in audits {
                 state.store.append_audit(&row).await?;
             }
             return Err(error);
@@ -336,7 +346,7 @@ async fn revoke(
             &find(&state, &caller, &id).await?,
         )));
     }
-    if let Some(row) = removal_audit(
+    for row in ending_audits(
         &grant,
         &caller.actor(),
         Some(&request_id.0),

@@ -18,15 +18,19 @@ use crate::sync::{all_events, sync};
 /// The app on a clock the test moves (starting at the real time: the
 /// simulators' seeded activity is recent).
 async fn app_on_mock_clock() -> (MockClock, TestApp) {
+    // A vendor that stays down fails a call fast instead of being retried
+    // for half a minute.
+    app_on_mock_clock_with_deadline(1).await
+}
+
+async fn app_on_mock_clock_with_deadline(vendor_deadline_secs: u64) -> (MockClock, TestApp) {
     let clock = MockClock::new(SystemClock.now());
     let shared: SharedClock = Arc::new(clock.clone());
     let app = spawn_app_with(Options {
         clock: Some(shared),
         mode_unlimited: true,
         settings: Some(Settings {
-            // A vendor that stays down fails a call fast instead of being
-            // retried for half a minute.
-            vendor_deadline_secs: 1,
+            vendor_deadline_secs,
             ..Settings::default()
         }),
         ..Options::default()
@@ -273,6 +277,68 @@ async fn vendor_failure_at_expiry_is_retried_until_the_removal_succeeds() {
     clock.advance(SignedDuration::from_secs(600));
     let ended = grant_reaches(api, &grant.id, "expired").await;
     assert_eq!(ended.last_error, None);
+    assert!(!is_member(api, &account.id, &user, &group).await);
+}
+
+#[tokio::test]
+async fn a_grant_made_while_another_is_being_removed_keeps_its_membership() {
+    // Slow, not failing: the removal below takes two seconds.
+    let (clock, app) = app_on_mock_clock_with_deadline(10).await;
+    let api = &app.acme;
+    let account = api
+        .create_account(&app.metabase_password_body())
+        .await
+        .unwrap();
+    let (user, group) = outsider_and_group(api, &account.id).await;
+    let body = json!({
+        "integrated_account_id": account.id, "user_id": user, "group_id": group,
+        "duration_seconds": 60,
+    });
+    let first = api.create_grant(&body).await.unwrap();
+
+    // The first grant's removal reaches Metabase and waits there two
+    // seconds before it is carried out; a second grant is made meanwhile,
+    // and finds the membership still there.
+    fault(
+        &app.metabase.base_url(),
+        "latency=2000@next=1@/api/permissions/membership/",
+    )
+    .await;
+    clock.advance(SignedDuration::from_secs(61));
+    grant_reaches(api, &first.id, "expiring").await;
+    let second = api.create_grant(&body).await.unwrap();
+    assert_eq!(second.status, "active");
+    assert!(!second.membership_preexisted, "held by the first grant");
+
+    let ended = grant_reaches(api, &first.id, "expired").await;
+    assert_eq!(ended.last_error, None);
+    assert!(
+        is_member(api, &account.id, &user, &group).await,
+        "the second grant's membership is back"
+    );
+    assert_eq!(api.grant(&second.id).await.unwrap().status, "active");
+    // Both changes the first grant's end made are audited (newest first).
+    let audit: Value = app
+        .http_get_json(&format!(
+            "/audit-log?actor=system:access_grant:{}",
+            first.id
+        ))
+        .await;
+    let actions: Vec<&str> = audit["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["group_membership.added", "group_membership.removed"],
+        "{audit}"
+    );
+
+    // The second grant's own end removes it for good.
+    clock.advance(SignedDuration::from_secs(61));
+    grant_reaches(api, &second.id, "expired").await;
     assert!(!is_member(api, &account.id, &user, &group).await);
 }
 
