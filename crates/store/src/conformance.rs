@@ -936,6 +936,66 @@ pub async fn sync_commits_are_atomic_and_need_the_lease(store: &dyn Store) {
     );
 }
 
+/// A commit larger than any one statement the backend writes it in (and
+/// not a multiple of it) stores every user exactly as given, and a second
+/// commit of the same users updates them in place.
+pub async fn large_sync_commits_store_every_user_as_given(store: &dyn Store) {
+    let a = linked(store).await;
+    let run = sync_run(&a);
+    store
+        .enqueue_sync(&run, &sync_job(&a, &run), 1_000)
+        .await
+        .expect("enqueue");
+    let users = |round: u32| -> Vec<(crate::CachedUserRow, i64)> {
+        (0..9_001)
+            .map(|n| {
+                let id = format!("u{n:05}");
+                let row = crate::CachedUserRow {
+                    email: (n % 7 != 0).then(|| format!("{id}@example.com")),
+                    status: if n % 3 == round % 3 {
+                        "deactivated"
+                    } else {
+                        "active"
+                    }
+                    .into(),
+                    is_admin: n % 11 == 0,
+                    data_json: format!(
+                        r#"{{"id":"{id}","round":{round},"name":"Zoë \"quoted\" {n}"}}"#
+                    ),
+                    user_id: id,
+                };
+                let hash = i64::from(round) << 40 | i64::from(n);
+                (row, hash)
+            })
+            .collect()
+    };
+    let commit = |round: u32, finished_at: i64| crate::SyncCommit {
+        run_id: run.id.clone(),
+        account_id: Some(a.id.clone()),
+        upsert_users: users(round),
+        counts_json: "{}".into(),
+        finished_at,
+        ..crate::SyncCommit::default()
+    };
+    for (round, at) in [(0, 500), (1, 600)] {
+        assert!(store.commit_sync(&commit(round, at)).await.expect("commit"));
+        let expected = users(round);
+        let stored = store.snapshot_users(&a.id).await.expect("users");
+        assert_eq!(stored.len(), expected.len(), "round {round}");
+        for (got, (want, _)) in stored.iter().zip(&expected) {
+            assert_eq!(got, want, "round {round}");
+        }
+        assert_eq!(
+            store.snapshot_user_hashes(&a.id).await.expect("hashes"),
+            expected
+                .iter()
+                .map(|(u, hash)| (u.user_id.clone(), Some(*hash)))
+                .collect::<Vec<_>>(),
+            "round {round}"
+        );
+    }
+}
+
 pub async fn cached_users_page_by_keyset_with_filters(store: &dyn Store) {
     let a = linked(store).await;
     let users: Vec<_> = (0..25)
@@ -1813,6 +1873,7 @@ macro_rules! store_conformance_suite {
             jobs_are_claimed_once_and_reclaimed_after_their_lease,
             one_sync_per_account_is_queued_at_a_time,
             sync_commits_are_atomic_and_need_the_lease,
+            large_sync_commits_store_every_user_as_given,
             cached_users_page_by_keyset_with_filters,
             events_read_in_order_per_tenant,
             webhook_deliveries_queue_claim_and_retry,

@@ -4,6 +4,8 @@
 //! start with `BEGIN IMMEDIATE`: a deferred one would fail with
 //! `SQLITE_BUSY` instead of waiting when another writer got in between.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use rollcall_core::id::{AccountId, TenantId};
 use sqlx::sqlite::SqliteRow;
@@ -544,22 +546,9 @@ impl SyncStore for SqliteStore {
             end_job_in(&mut tx, lease, JobStatus::Done, None, c.finished_at).await?;
         }
         // Rows go in batches, each one statement reading a JSON array
-        // (`json_each`): one statement per row costs far more in round trips
-        // to the database thread than SQLite spends on the rows.
-        let users: Vec<_> = c
-            .upsert_users
-            .iter()
-            .map(|(u, hash)| {
-                (
-                    &u.user_id,
-                    &u.email,
-                    &u.status,
-                    i64::from(u.is_admin),
-                    &u.data_json,
-                    hash,
-                )
-            })
-            .collect();
+        // (`json_each`), users as multi-row VALUES (`upsert_users`): one
+        // statement per row costs far more in round trips to the database
+        // thread than SQLite spends on the rows.
         let groups: Vec<_> = c
             .upsert_groups
             .iter()
@@ -567,7 +556,7 @@ impl SyncStore for SqliteStore {
             .collect();
         let roles: Vec<_> = c.roles.iter().map(|r| (&r.role_id, &r.data_json)).collect();
         batched(&mut tx, account, &c.delete_users, DELETE_USERS).await?;
-        batched(&mut tx, account, &users, UPSERT_USERS).await?;
+        upsert_users(&mut tx, account, &c.upsert_users).await?;
         batched(&mut tx, account, &c.delete_groups, DELETE_GROUPS).await?;
         batched(&mut tx, account, &groups, UPSERT_GROUPS).await?;
         batched(&mut tx, account, &c.remove_memberships, DELETE_MEMBERSHIPS).await?;
@@ -1271,12 +1260,60 @@ const BATCH_ROWS: usize = 2_000;
 // `ON CONFLICT` follow a SELECT.
 const DELETE_USERS: &str = "DELETE FROM dir_users WHERE account_id = ?1 \
      AND user_id IN (SELECT value FROM json_each(?2))";
-const UPSERT_USERS: &str = "INSERT INTO dir_users \
-     (account_id, user_id, email, status, is_admin, data_json, data_hash) \
-     SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
-     FROM json_each(?2) WHERE true ON CONFLICT (account_id, user_id) DO UPDATE SET \
-     email = excluded.email, status = excluded.status, is_admin = excluded.is_admin, \
-     data_json = excluded.data_json, data_hash = excluded.data_hash";
+/// Users per `upsert_users` statement: 7 values each, within SQLite's
+/// 32,766 bound parameters.
+const USERS_PER_STATEMENT: usize = 4_000;
+
+/// The upsert of `rows` users: multi-row VALUES, every value bound.
+fn upsert_users_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO dir_users \
+         (account_id, user_id, email, status, is_admin, data_json, data_hash) VALUES ",
+    );
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "" } else { "," });
+        sql.push_str("(?,?,?,?,?,?,?)");
+    }
+    sql.push_str(
+        " ON CONFLICT (account_id, user_id) DO UPDATE SET \
+         email = excluded.email, status = excluded.status, is_admin = excluded.is_admin, \
+         data_json = excluded.data_json, data_hash = excluded.data_hash",
+    );
+    sql
+}
+
+static UPSERT_FULL_USERS: LazyLock<String> =
+    LazyLock::new(|| upsert_users_sql(USERS_PER_STATEMENT));
+
+/// Writes users with their stored hashes. Bound as values, not as a JSON
+/// batch, where each user's JSON is escaped into the batch and unescaped by
+/// SQLite again: 100,000 users took 0.89 s that way, 0.64 s this way.
+async fn upsert_users(
+    tx: &mut Transaction<'_, Sqlite>,
+    account: &str,
+    users: &[(CachedUserRow, i64)],
+) -> Result<(), StoreError> {
+    for chunk in users.chunks(USERS_PER_STATEMENT) {
+        let mut query = if chunk.len() == USERS_PER_STATEMENT {
+            sqlx::query(UPSERT_FULL_USERS.as_str())
+        } else {
+            // The last, shorter statement is not worth keeping prepared.
+            sqlx::query(sqlx::AssertSqlSafe(upsert_users_sql(chunk.len()))).persistent(false)
+        };
+        for (user, hash) in chunk {
+            query = query
+                .bind(account)
+                .bind(&user.user_id)
+                .bind(&user.email)
+                .bind(&user.status)
+                .bind(i64::from(user.is_admin))
+                .bind(&user.data_json)
+                .bind(hash);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
 const DELETE_GROUPS: &str = "DELETE FROM dir_groups WHERE account_id = ?1 \
      AND group_id IN (SELECT value FROM json_each(?2))";
 const UPSERT_GROUPS: &str = "INSERT INTO dir_groups (account_id, group_id, name, data_json) \
