@@ -225,10 +225,12 @@ impl Sampler {
 /// SQLite alone writing the rows a first sync stores: the synced users
 /// and memberships, loaded into memory first, then copied by one
 /// `INSERT ... SELECT` per table into an empty database with Rollcall's
-/// own migrations (same tables, indexes and settings), in one transaction.
-/// No vendor, no parsing, no binding: a first sync that stores these rows
-/// on SQLite cannot take less than this, however it is written. Groups and
-/// roles (a few rows) are left out, so this is a floor.
+/// own migrations (same tables, indexes and connection settings), in one
+/// transaction. No vendor, no parsing, no binding: a first sync that
+/// stores these rows on SQLite cannot take less than this, however it is
+/// written. What differs only makes the copy cheaper: groups and roles (a
+/// few rows) are left out, foreign keys are not checked, and rows go in in
+/// key order.
 #[derive(Debug)]
 struct StorageFloor {
     secs: f64,

@@ -38,18 +38,20 @@ pub struct AccessGrant {
     pub user_id: String,
     pub group_id: String,
     pub reason: Option<String>,
-    /// `active`, `expiring` (past its expiry, removal being retried: see
-    /// `last_error`), `expired` or `revoked`.
+    /// `active`, `expiring` (ending; a failed vendor call is being
+    /// retried: see `last_error`), `expired` or `revoked`.
     pub status: String,
-    /// The user was already in the group when the grant was made (or
-    /// another grant had put them there), so ending it leaves them there.
+    /// The user was in the group before any grant put them there, so
+    /// ending this grant leaves them there. False when another grant holds
+    /// the membership: it then stays until the last of them ends.
     pub membership_preexisted: bool,
     /// Who asked for it (`key:<id>`).
     pub created_by: String,
     pub created_at: String,
     pub expires_at: String,
     pub ended_at: Option<String>,
-    /// Why the last try at removing the membership failed.
+    /// Why the last try at ending it failed (removing the membership, or
+    /// putting it back for another grant).
     pub last_error: Option<String>,
 }
 
@@ -164,16 +166,16 @@ pub async fn end_membership(
     now: i64,
     retry_now: bool,
 ) -> Result<Removal, EndError> {
-    let Some(others_active) = store.begin_grant_end(&grant.id, now, retry_now).await? else {
+    let Some(ending) = store.begin_grant_end(&grant.id, now, retry_now).await? else {
         return Ok(Removal::GrantEnded);
     };
     if grant.preexisting {
         return Ok(Removal::Kept("the membership predates the grant"));
     }
-    if others_active {
-        // An earlier try (this grant was `expiring` already) may have
-        // removed the membership before the other grant came.
-        if grant.status == GrantStatus::Expiring {
+    if ending.others_active {
+        // An earlier try at ending this grant may have removed the
+        // membership before the other grant came.
+        if ending.was_expiring {
             return restore(directory, grant, false).await;
         }
         return Ok(Removal::Kept("another active grant holds the membership"));
@@ -189,9 +191,13 @@ pub async fn end_membership(
             });
         }
     };
-    let others = store
+    let others = match store
         .live_grants_on(&grant.account_id, &grant.group_id, &grant.user_id)
-        .await?;
+        .await
+    {
+        Ok(others) => others,
+        Err(error) => return Err(EndError::AfterRemoval { removed, error }),
+    };
     if others
         .iter()
         .any(|g| g.id != grant.id && g.status == GrantStatus::Active)
@@ -232,10 +238,16 @@ async fn restore(
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndError {
+    /// The store failed before anything changed at the vendor.
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{error}")]
     Vendor { step: Step, error: DirectoryError },
+    /// The store failed after the vendor removal (if `removed`), before
+    /// the check for a grant that needs the membership back; a retry of
+    /// the (now `expiring`) grant makes that check.
+    #[error("{error}")]
+    AfterRemoval { removed: bool, error: StoreError },
 }
 
 /// The audit rows for what ending a grant changed at the vendor, or tried
@@ -361,17 +373,32 @@ async fn expire(inner: &Arc<Inner>, job: &JobRow, lease: &Lease) -> Result<(), S
             match end_membership(store, &*directory, &grant, started, false).await {
                 Ok(removal) => Ok(removal),
                 Err(EndError::Store(e)) => return Err(e),
-                Err(EndError::Vendor { step, error }) => Err((step, describe(&error))),
+                Err(EndError::AfterRemoval { removed, error }) => {
+                    if removed {
+                        let now = inner.clock.now_millis();
+                        for row in ending_audits(&grant, &actor, None, Ok(&Removal::Removed), now) {
+                            store.append_audit(&row).await?;
+                        }
+                    }
+                    return Err(error);
+                }
+                Err(EndError::Vendor { step, error }) => Err((Some(step), describe(&error))),
             }
         }
-        // The account could not be opened: nothing was tried at the vendor.
-        Err(e) => Err((Step::Remove, e.0)),
+        // The account could not be opened: nothing was tried at the vendor
+        // (nothing to audit), and `last_error` says why.
+        Err(e) => Err((None, e.0)),
     };
     let now = inner.clock.now_millis();
-    let audited = outcome
-        .as_ref()
-        .map_err(|(step, message)| (*step, message.as_str()));
-    for row in ending_audits(&grant, &actor, None, audited, now) {
+    let audited = match &outcome {
+        Ok(removal) => Some(Ok(removal)),
+        Err((Some(step), message)) => Some(Err((*step, message.as_str()))),
+        Err((None, _)) => None,
+    };
+    for row in audited
+        .into_iter()
+        .flat_map(|outcome| ending_audits(&grant, &actor, None, outcome, now))
+    {
         store.append_audit(&row).await?;
     }
     let outcome = outcome.map_err(|(_, message)| message);

@@ -159,11 +159,23 @@ async fn create(
     // expiry job exists to end what the grant added (a membership that
     // never came is "already gone" then).
     state.store.insert_grant(&grant, &job, None).await?;
-    // Held by another grant, the membership was there when asked, but that
-    // grant may have been ending and removed it since: adding is
-    // idempotent, so it is added either way. A grant that removes it from
-    // here on sees this one and puts it back.
-    if !preexisting {
+    // Held by other grants, the membership was there when asked. If one of
+    // them has begun ending since, it may have removed the membership after
+    // that answer, so it is added (idempotently). A grant that begins
+    // ending from here on sees this one and keeps or puts back the
+    // membership.
+    let holder_ending = present && !preexisting && {
+        let now_live = state
+            .store
+            .live_grants_on(&t.row.id, &body.group_id, &body.user_id)
+            .await?;
+        !live.iter().all(|held| {
+            now_live
+                .iter()
+                .any(|g| g.id == held.id && g.status == GrantStatus::Active)
+        })
+    };
+    if !present || holder_ending {
         let membership_id =
             rollcall_core::unified::GroupMembership::id_for(&body.group_id, &body.user_id);
         let result = t
@@ -315,6 +327,22 @@ async fn revoke(
     let removal = match removal {
         Ok(removal) => removal,
         Err(EndError::Store(e)) => return Err(e.into()),
+        Err(EndError::AfterRemoval { removed, error }) => {
+            // The grant is ending: its job finishes the work from now on.
+            state.jobs.wake();
+            if removed {
+                for row in ending_audits(
+                    &grant,
+                    &caller.actor(),
+                    Some(&request_id.0),
+                    Ok(&Removal::Removed),
+                    now,
+                ) {
+                    state.store.append_audit(&row).await?;
+                }
+            }
+            return Err(error.into());
+        }
         Err(EndError::Vendor { step, error }) => {
             let error = match settle::<()>(&state, &t, Err(error)).await {
                 Err(error) => error,

@@ -1574,7 +1574,10 @@ pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store
             .begin_grant_end("ag_a", 1_000, false)
             .await
             .expect("begin"),
-        Some(true)
+        Some(crate::GrantEnding {
+            others_active: true,
+            was_expiring: false
+        })
     );
     // The second sees only a grant on its way out: it removes it.
     assert_eq!(
@@ -1582,7 +1585,21 @@ pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store
             .begin_grant_end("ag_b", 1_000, true)
             .await
             .expect("begin"),
-        Some(false)
+        Some(crate::GrantEnding {
+            others_active: false,
+            was_expiring: false
+        })
+    );
+    // A second try at ending it (after a failure) knows it began before.
+    assert_eq!(
+        store
+            .begin_grant_end("ag_b", 1_000, true)
+            .await
+            .expect("begin"),
+        Some(crate::GrantEnding {
+            others_active: false,
+            was_expiring: true
+        })
     );
     assert_eq!(
         store

@@ -73,6 +73,17 @@ pub struct GrantFilter {
     pub status: Option<GrantStatus>,
 }
 
+/// What `begin_grant_end` found under its lock on the membership's grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantEnding {
+    /// Another grant on the same membership is `active`: it holds the
+    /// membership.
+    pub others_active: bool,
+    /// The grant was `expiring` already: an earlier try at ending it ran,
+    /// and may have removed the membership.
+    pub was_expiring: bool,
+}
+
 /// How a grant ends: into which status, with which event, and (for the
 /// expiry job) under which lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,16 +214,17 @@ pub trait GovernanceStore: Send + Sync {
     async fn end_grant(&self, end: &GrantEnd<'_>) -> Result<bool, StoreError>;
     /// Starts ending a live grant: it turns `expiring` (no longer holding
     /// its membership), and the answer says whether another grant on the
-    /// same membership is still `active` (then the membership stays). Done
-    /// under a lock on the membership's grants, so of two grants ending at
-    /// once exactly the later one sees no other holder. `None` if the grant
-    /// had already ended. `retry_now` moves its expiry job to `now`.
+    /// same membership is still `active` (then the membership stays) and
+    /// whether this one was ending already. Done under a lock on the
+    /// membership's grants, so of two grants ending at once exactly the
+    /// later one sees no other holder. `None` if the grant had already
+    /// ended. `retry_now` moves its expiry job to `now`.
     async fn begin_grant_end(
         &self,
         id: &str,
         now: i64,
         retry_now: bool,
-    ) -> Result<Option<bool>, StoreError>;
+    ) -> Result<Option<GrantEnding>, StoreError>;
     /// Records why removing an ending grant's membership failed.
     async fn note_grant_error(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError>;
 

@@ -28,8 +28,8 @@ use async_trait::async_trait;
 use rollcall_core::id::{AccountId, ApiKeyId, TenantId};
 
 pub use governance::{
-    GovernanceStore, GrantEnd, GrantFilter, GrantRow, GrantStatus, PlanClaim, PlanRow, PlanStatus,
-    SnapshotState,
+    GovernanceStore, GrantEnd, GrantEnding, GrantFilter, GrantRow, GrantStatus, PlanClaim, PlanRow,
+    PlanStatus, SnapshotState,
 };
 pub use postgres::PgStore;
 pub use rows::{

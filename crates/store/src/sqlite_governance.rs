@@ -7,8 +7,8 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::StoreError;
 use crate::governance::{
-    GovernanceStore, GrantEnd, GrantFilter, GrantRow, GrantStatus, PlanClaim, PlanRow, PlanStatus,
-    SnapshotState,
+    GovernanceStore, GrantEnd, GrantEnding, GrantFilter, GrantRow, GrantStatus, PlanClaim, PlanRow,
+    PlanStatus, SnapshotState,
 };
 use crate::sqlite::SqliteStore;
 use crate::sqlite_sync::{
@@ -242,7 +242,7 @@ impl GovernanceStore for SqliteStore {
         id: &str,
         now: i64,
         retry_now: bool,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<GrantEnding>, StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
         let grant = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {GRANT_COLUMNS} FROM access_grants WHERE id = ?"
@@ -283,11 +283,12 @@ impl GovernanceStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(Some(
-            holders
+        Ok(Some(GrantEnding {
+            others_active: holders
                 .iter()
                 .any(|(other, status)| other != id && status == "active"),
-        ))
+            was_expiring: grant.status == GrantStatus::Expiring,
+        }))
     }
 
     async fn note_grant_error(&self, id: &str, error: &str, now: i64) -> Result<(), StoreError> {

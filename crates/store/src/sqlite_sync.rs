@@ -1260,6 +1260,23 @@ const BATCH_ROWS: usize = 2_000;
 // `ON CONFLICT` follow a SELECT.
 const DELETE_USERS: &str = "DELETE FROM dir_users WHERE account_id = ?1 \
      AND user_id IN (SELECT value FROM json_each(?2))";
+const DELETE_GROUPS: &str = "DELETE FROM dir_groups WHERE account_id = ?1 \
+     AND group_id IN (SELECT value FROM json_each(?2))";
+const UPSERT_GROUPS: &str = "INSERT INTO dir_groups (account_id, group_id, name, data_json) \
+     SELECT ?1, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2) WHERE true \
+     ON CONFLICT (account_id, group_id) DO UPDATE SET name = excluded.name, \
+     data_json = excluded.data_json";
+const DELETE_MEMBERSHIPS: &str = "DELETE FROM dir_memberships WHERE account_id = ?1 \
+     AND (group_id, user_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2))";
+const INSERT_MEMBERSHIPS: &str = "INSERT INTO dir_memberships (account_id, group_id, user_id) \
+     SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
+const INSERT_ROLES: &str = "INSERT INTO dir_roles (account_id, role_id, data_json) \
+     SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
+const INSERT_EVENTS: &str = "INSERT INTO events \
+     (id, tenant_id, account_id, type, occurred_at, data_json) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+     FROM json_each(?2) WHERE true ON CONFLICT (id) DO NOTHING";
+
 /// Users per `upsert_users` statement: 7 values each, within SQLite's
 /// 32,766 bound parameters.
 const USERS_PER_STATEMENT: usize = 4_000;
@@ -1314,23 +1331,6 @@ async fn upsert_users(
     }
     Ok(())
 }
-const DELETE_GROUPS: &str = "DELETE FROM dir_groups WHERE account_id = ?1 \
-     AND group_id IN (SELECT value FROM json_each(?2))";
-const UPSERT_GROUPS: &str = "INSERT INTO dir_groups (account_id, group_id, name, data_json) \
-     SELECT ?1, value ->> 0, value ->> 1, value ->> 2 FROM json_each(?2) WHERE true \
-     ON CONFLICT (account_id, group_id) DO UPDATE SET name = excluded.name, \
-     data_json = excluded.data_json";
-const DELETE_MEMBERSHIPS: &str = "DELETE FROM dir_memberships WHERE account_id = ?1 \
-     AND (group_id, user_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?2))";
-const INSERT_MEMBERSHIPS: &str = "INSERT INTO dir_memberships (account_id, group_id, user_id) \
-     SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
-const INSERT_ROLES: &str = "INSERT INTO dir_roles (account_id, role_id, data_json) \
-     SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true ON CONFLICT DO NOTHING";
-const INSERT_EVENTS: &str = "INSERT INTO events \
-     (id, tenant_id, account_id, type, occurred_at, data_json) \
-     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
-     FROM json_each(?2) WHERE true ON CONFLICT (id) DO NOTHING";
-
 /// Runs `sql` once per batch of `rows`, each batch bound as a JSON array.
 async fn batched<T: serde::Serialize>(
     tx: &mut Transaction<'_, Sqlite>,
