@@ -24,6 +24,7 @@ use crate::auth::Caller;
 use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::recent::Recent;
 use crate::request_id::RequestId;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -266,13 +267,48 @@ pub(crate) fn linked_with(
     )
 }
 
+/// How long a node keeps an account it read for calls to its vendor: the
+/// proxy and live unified calls need it on every request. A change made
+/// through this node is seen at once; one made on another node within this.
+pub const ACCOUNT_CACHE_TTL_MS: i64 = 2_000;
+const ACCOUNT_CACHE_MAX: usize = 10_000;
+
+pub fn account_cache() -> Recent<AccountId, AccountRow> {
+    Recent::new(ACCOUNT_CACHE_TTL_MS, ACCOUNT_CACHE_MAX)
+}
+
 /// The tenant's account, ready to call. Another tenant's account is a 404.
 pub async fn load_linked(
     state: &AppState,
     tenant: &TenantId,
     id: &str,
 ) -> Result<(AccountRow, LinkedAccount), ApiError> {
-    let row = find(state, tenant, id).await?;
+    let missing = || ApiError::not_found("no such integrated account");
+    let id = AccountId::parse(id).map_err(|_| missing())?;
+    let now = state.clock.now_millis();
+    let recent = state
+        .account_cache
+        .get(&id, now)
+        .filter(|row| row.tenant_id == *tenant)
+        .and_then(|row| {
+            // A credential sealed under a key retired since (a rotation by
+            // another process) is read again below.
+            let credentials = decrypt_credentials(&state.vault, &row).ok()?;
+            Some((row, credentials))
+        });
+    let (row, credentials) = match recent {
+        Some(found) => found,
+        None => {
+            let row = state
+                .store
+                .account(tenant, &id)
+                .await?
+                .ok_or_else(missing)?;
+            let credentials = open_credentials(state, &row)?;
+            state.account_cache.put(id, row.clone(), now);
+            (row, credentials)
+        }
+    };
     if row.status == AccountStatus::Disabled {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -280,7 +316,6 @@ pub async fn load_linked(
         ));
     }
     let config = stored_config(&row)?;
-    let credentials = open_credentials(state, &row)?;
     let account = linked(state, &row, config, credentials);
     Ok((row, account))
 }
@@ -308,7 +343,7 @@ pub async fn note_vendor_verdict(
     accepted: bool,
     detail: Option<String>,
 ) {
-    record_vendor_verdict(
+    let changed = record_vendor_verdict(
         state.store.as_ref(),
         state.clock.as_ref(),
         row,
@@ -316,21 +351,24 @@ pub async fn note_vendor_verdict(
         detail,
     )
     .await;
+    if changed {
+        state.account_cache.forget(&row.id);
+    }
 }
 
 /// The same, for callers without an `AppState` (background jobs). A change
 /// is also an `integrated_account.authentication_error` or `.reactivated`
-/// event.
+/// event; true if the status changed.
 pub(crate) async fn record_vendor_verdict(
     store: &dyn rollcall_store::Store,
     clock: &dyn rollcall_core::Clock,
     row: &AccountRow,
     accepted: bool,
     detail: Option<String>,
-) {
+) -> bool {
     let (status, detail, event_type) = if accepted {
         if row.status != AccountStatus::NeedsReauth {
-            return;
+            return false;
         }
         (
             AccountStatus::Active,
@@ -339,7 +377,7 @@ pub(crate) async fn record_vendor_verdict(
         )
     } else {
         if row.status != AccountStatus::Active {
-            return;
+            return false;
         }
         (
             AccountStatus::NeedsReauth,
@@ -371,10 +409,12 @@ pub(crate) async fn record_vendor_verdict(
             if let Err(e) = store.append_events(&[event]).await {
                 tracing::error!(account = %row.id, error = %e, "could not record the account event");
             }
+            true
         }
-        Ok(false) => {}
+        Ok(false) => false,
         Err(e) => {
-            tracing::error!(account = %row.id, error = %e, "could not record the account status")
+            tracing::error!(account = %row.id, error = %e, "could not record the account status");
+            false
         }
     }
 }
@@ -661,7 +701,9 @@ async fn update(
         row.status_detail = Some("disabled by the owner".into());
     }
     row.updated_at = state.clock.now_millis();
-    if !state.store.update_account(&row, before.updated_at).await? {
+    let updated = state.store.update_account(&row, before.updated_at).await;
+    state.account_cache.forget(&row.id);
+    if !updated? {
         return Err(match state.store.account(&row.tenant_id, &row.id).await? {
             Some(_) => ApiError::new(
                 ErrorCode::Conflict,
@@ -715,11 +757,9 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let row = find(&state, &caller.tenant_id, &id).await?;
-    if !state
-        .store
-        .delete_account(&caller.tenant_id, &row.id)
-        .await?
-    {
+    let deleted = state.store.delete_account(&caller.tenant_id, &row.id).await;
+    state.account_cache.forget(&row.id);
+    if !deleted? {
         return Err(ApiError::not_found("no such integrated account"));
     }
     state.guards.sessions.forget(row.id.as_str());

@@ -10,8 +10,9 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use rollcall_connectors::{RetryPolicy, VendorGuards, VendorHttp};
 use rollcall_core::SharedClock;
+use rollcall_core::id::AccountId;
 use rollcall_jobs::Jobs;
-use rollcall_store::Store;
+use rollcall_store::{AccountRow, Store};
 use rollcall_vault::Vault;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -20,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::accounts::Vendors;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::recent::Recent;
 use crate::{
     accounts, audit, background, docs, events, grants, health, idempotency, keys, link, plans,
     proxy, ratelimit, reports, request_id, sync, unified, webhooks,
@@ -42,6 +44,9 @@ pub struct AppState {
     pub jobs: Jobs,
     /// API keys read recently (see [`keys::KeyCache`]).
     pub key_cache: Arc<keys::KeyCache>,
+    /// Accounts read recently for calls to their vendor (see
+    /// [`accounts::load_linked`]).
+    pub account_cache: Arc<Recent<AccountId, AccountRow>>,
 }
 
 impl AppState {
@@ -93,6 +98,7 @@ impl AppState {
             guards,
             jobs,
             key_cache: Arc::default(),
+            account_cache: Arc::new(accounts::account_cache()),
         })
     }
 

@@ -11,6 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::recent::Recent;
+
 pub const KEY_PREFIX: &str = "rk_";
 
 #[derive(Debug, thiserror::Error)]
@@ -91,14 +93,17 @@ fn digest(secret: &str) -> [u8; 32] {
 /// key every time (the hash is still compared on every request). An entry
 /// lives `KEY_CACHE_TTL_MS`: a key revoked in the store stops working on
 /// every node within that.
-#[derive(Debug, Default)]
-pub struct KeyCache {
-    entries: std::sync::Mutex<std::collections::HashMap<ApiKeyId, (ApiKeyRow, i64)>>,
-}
+#[derive(Debug)]
+pub struct KeyCache(Recent<ApiKeyId, ApiKeyRow>);
 
 const KEY_CACHE_TTL_MS: i64 = 2_000;
-/// Beyond this many keys the cache starts over rather than grow.
 const KEY_CACHE_MAX: usize = 10_000;
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self(Recent::new(KEY_CACHE_TTL_MS, KEY_CACHE_MAX))
+    }
+}
 
 impl KeyCache {
     async fn row(
@@ -107,21 +112,12 @@ impl KeyCache {
         id: &ApiKeyId,
         now: i64,
     ) -> Result<Option<ApiKeyRow>, StoreError> {
-        let cached = self
-            .entries
-            .lock()
-            .ok()
-            .and_then(|m| m.get(id).cloned())
-            .filter(|(_, at)| now.saturating_sub(*at) < KEY_CACHE_TTL_MS);
-        if let Some((row, _)) = cached {
+        if let Some(row) = self.0.get(id, now) {
             return Ok(Some(row));
         }
         let row = store.api_key(id).await?;
-        if let (Some(row), Ok(mut map)) = (&row, self.entries.lock()) {
-            if map.len() >= KEY_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(id.clone(), (row.clone(), now));
+        if let Some(row) = &row {
+            self.0.put(id.clone(), row.clone(), now);
         }
         Ok(row)
     }

@@ -26,6 +26,7 @@ pub mod link;
 pub mod plans;
 pub mod proxy;
 pub mod ratelimit;
+pub mod recent;
 pub mod reports;
 pub mod request_id;
 pub mod rotation;

@@ -423,3 +423,45 @@ async fn delete_unlinks_and_every_change_is_audited() {
     );
     assert!(updated.after_json.as_deref().unwrap().contains("\"BI\""));
 }
+
+/// A node reads an account for vendor calls at most every
+/// `ACCOUNT_CACHE_TTL_MS`: a change made elsewhere (another node, or here
+/// straight in the database) reaches its proxy within that, while its own
+/// changes (above) apply at once.
+#[tokio::test]
+async fn an_account_changed_elsewhere_is_seen_within_the_cache_ttl() {
+    use rollcall_core::{Clock as _, MockClock, SharedClock, SystemClock};
+    use std::sync::Arc;
+
+    let clock = MockClock::new(SystemClock.now());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let app = crate::helpers::spawn_app_with(crate::helpers::Options {
+        clock: Some(shared),
+        ..crate::helpers::Options::default()
+    })
+    .await;
+    let account = app
+        .acme
+        .create_account(&app.metabase_password_body())
+        .await
+        .unwrap();
+    let call = || async {
+        app.proxy(reqwest::Method::GET, &account.id, "/api/user/current")
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call().await, 200);
+
+    sqlx::query("UPDATE integrated_accounts SET status = 'disabled' WHERE id = ?")
+        .bind(&account.id)
+        .execute(app.sqlite.pool())
+        .await
+        .unwrap();
+    assert_eq!(call().await, 200, "read less than the ttl ago");
+    clock.advance(jiff::SignedDuration::from_millis(
+        rollcall_server::accounts::ACCOUNT_CACHE_TTL_MS,
+    ));
+    assert_eq!(call().await, 409, "read again after the ttl");
+}
