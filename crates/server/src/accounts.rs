@@ -273,7 +273,9 @@ pub(crate) fn linked_with(
 pub const ACCOUNT_CACHE_TTL_MS: i64 = 2_000;
 const ACCOUNT_CACHE_MAX: usize = 10_000;
 
-pub fn account_cache() -> Recent<AccountId, AccountRow> {
+/// A per-node cache of what is known about accounts, entries living
+/// `ACCOUNT_CACHE_TTL_MS`.
+pub fn account_cache<V: Clone>() -> Recent<AccountId, V> {
     Recent::new(ACCOUNT_CACHE_TTL_MS, ACCOUNT_CACHE_MAX)
 }
 
@@ -759,6 +761,7 @@ async fn remove(
     let row = find(&state, &caller.tenant_id, &id).await?;
     let deleted = state.store.delete_account(&caller.tenant_id, &row.id).await;
     state.account_cache.forget(&row.id);
+    state.synced_accounts.forget(&row.id);
     if !deleted? {
         return Err(ApiError::not_found("no such integrated account"));
     }

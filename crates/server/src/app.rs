@@ -10,7 +10,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use rollcall_connectors::{RetryPolicy, VendorGuards, VendorHttp};
 use rollcall_core::SharedClock;
-use rollcall_core::id::AccountId;
+use rollcall_core::id::{AccountId, TenantId};
 use rollcall_jobs::Jobs;
 use rollcall_store::{AccountRow, Store};
 use rollcall_vault::Vault;
@@ -47,6 +47,9 @@ pub struct AppState {
     /// Accounts read recently for calls to their vendor (see
     /// [`accounts::load_linked`]).
     pub account_cache: Arc<Recent<AccountId, AccountRow>>,
+    /// Accounts known to have a completed sync, with their tenant, for
+    /// `source=cache` reads (see [`crate::cache::synced_account`]).
+    pub synced_accounts: Arc<Recent<AccountId, TenantId>>,
 }
 
 impl AppState {
@@ -99,6 +102,7 @@ impl AppState {
             jobs,
             key_cache: Arc::default(),
             account_cache: Arc::new(accounts::account_cache()),
+            synced_accounts: Arc::new(accounts::account_cache()),
         })
     }
 

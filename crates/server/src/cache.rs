@@ -22,22 +22,36 @@ pub async fn synced_account(
 ) -> Result<AccountId, ApiError> {
     let missing = || ApiError::not_found("no such integrated account");
     let id = AccountId::parse(account_id).map_err(|_| missing())?;
-    state
-        .store
-        .account(&caller.tenant_id, &id)
-        .await?
-        .ok_or_else(missing)?;
+    // An account that has a completed sync keeps having one until it is
+    // deleted: a recent answer is kept (`AppState::synced_accounts`).
+    let now = state.clock.now_millis();
+    let known = state
+        .synced_accounts
+        .get(&id, now)
+        .is_some_and(|tenant| tenant == caller.tenant_id);
+    if !known {
+        state
+            .store
+            .account(&caller.tenant_id, &id)
+            .await?
+            .ok_or_else(missing)?;
+    }
     if include_remote_data == Some(true) {
         return Err(ApiError::invalid_request(
             "remote_data is not kept in the snapshot; use source=live to get the vendor's objects",
         ));
     }
-    if state.store.last_good_sync_at(&id).await?.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "source=cache reads the last sync's snapshot, and this account has no completed sync \
-             yet; sync it (POST /integrated-accounts/{id}/sync) or use source=live",
-        ));
+    if !known {
+        if state.store.last_good_sync_at(&id).await?.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "source=cache reads the last sync's snapshot, and this account has no completed \
+                 sync yet; sync it (POST /integrated-accounts/{id}/sync) or use source=live",
+            ));
+        }
+        state
+            .synced_accounts
+            .put(id.clone(), caller.tenant_id.clone(), now);
     }
     Ok(id)
 }

@@ -317,6 +317,24 @@ async fn a_metabase_sync_is_the_simulators_state_and_cached_reads_page_it() {
         Some(404)
     );
     assert!(app.globex.events(None, 10).await.unwrap().result.is_empty());
+    assert_eq!(
+        app.globex
+            .users(&account.id, "source=cache")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    // Unlinked, the account's cache is gone at once.
+    app.acme.delete_account(&account.id).await.unwrap();
+    assert_eq!(
+        app.acme
+            .users(&account.id, "source=cache")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
 }
 
 #[tokio::test]
