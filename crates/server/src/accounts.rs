@@ -288,36 +288,38 @@ pub async fn load_linked(
     let missing = || ApiError::not_found("no such integrated account");
     let id = AccountId::parse(id).map_err(|_| missing())?;
     let now = state.clock.now_millis();
-    let recent = state
-        .account_cache
-        .get(&id, now)
-        .filter(|row| row.tenant_id == *tenant)
-        .and_then(|row| {
+    let disabled = || ApiError::new(ErrorCode::Conflict, "the integrated account is disabled");
+    let miss = match state.account_cache.get(&id, now) {
+        Ok(row) if row.tenant_id == *tenant => {
+            if row.status == AccountStatus::Disabled {
+                return Err(disabled());
+            }
             // A credential sealed under a key retired since (a rotation by
             // another process) is read again below.
-            let credentials = decrypt_credentials(&state.vault, &row).ok()?;
-            Some((row, credentials))
-        });
-    let (row, credentials) = match recent {
-        Some(found) => found,
-        None => {
-            let row = state
-                .store
-                .account(tenant, &id)
-                .await?
-                .ok_or_else(missing)?;
-            let credentials = open_credentials(state, &row)?;
-            state.account_cache.put(id, row.clone(), now);
-            (row, credentials)
+            if let Ok(credentials) = decrypt_credentials(&state.vault, &row) {
+                let config = stored_config(&row)?;
+                let account = linked(state, &row, config, credentials);
+                return Ok((row, account));
+            }
+            state.account_cache.forget(&id);
+            None
         }
+        Ok(_) => None,
+        Err(miss) => Some(miss),
     };
+    let row = state
+        .store
+        .account(tenant, &id)
+        .await?
+        .ok_or_else(missing)?;
+    if let Some(miss) = miss {
+        state.account_cache.put(miss, id, row.clone(), now);
+    }
     if row.status == AccountStatus::Disabled {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            "the integrated account is disabled",
-        ));
+        return Err(disabled());
     }
     let config = stored_config(&row)?;
+    let credentials = open_credentials(state, &row)?;
     let account = linked(state, &row, config, credentials);
     Ok((row, account))
 }
@@ -345,6 +347,21 @@ pub async fn note_vendor_verdict(
     accepted: bool,
     detail: Option<String>,
 ) {
+    // A rejection of credentials the account no longer has (the row may
+    // come from this node's cache, up to 2 s old) says nothing about it.
+    if !accepted && row.status == AccountStatus::Active {
+        match state.store.account(&row.tenant_id, &row.id).await {
+            Ok(Some(current)) if current.updated_at == row.updated_at => {}
+            Ok(_) => {
+                state.account_cache.forget(&row.id);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(account = %row.id, error = %e, "could not read the account");
+                return;
+            }
+        }
+    }
     let changed = record_vendor_verdict(
         state.store.as_ref(),
         state.clock.as_ref(),

@@ -75,9 +75,11 @@ impl AppState {
                 guards.with_shared_window(Arc::new(crate::ratelimit::StoreWindow(store.clone())));
         }
         let guards = Arc::new(guards);
+        let account_cache = Arc::new(accounts::account_cache());
         let opener = background::Opener {
             store: store.clone(),
             vault: vault.clone(),
+            account_cache: account_cache.clone(),
             vendors: Vendors {
                 http: vendor_http.clone(),
                 guards: guards.clone(),
@@ -101,7 +103,7 @@ impl AppState {
             guards,
             jobs,
             key_cache: Arc::default(),
-            account_cache: Arc::new(accounts::account_cache()),
+            account_cache,
             synced_accounts: Arc::new(accounts::account_cache()),
         })
     }

@@ -16,11 +16,14 @@ use crate::accounts::{
     Vendors, decrypt_credentials, linked_with, parse_stored_config, record_vendor_verdict,
 };
 use crate::config::Settings;
+use crate::recent::Recent;
 
 pub struct Opener {
     pub store: Arc<dyn Store>,
     pub vault: Arc<Vault>,
     pub vendors: Vendors,
+    /// The server's cache of accounts, which must forget a status change.
+    pub account_cache: Arc<Recent<AccountId, AccountRow>>,
 }
 
 #[async_trait]
@@ -50,7 +53,7 @@ impl AccountOpener for Opener {
     }
 
     async fn vendor_verdict(&self, row: &AccountRow, accepted: bool, detail: Option<String>) {
-        record_vendor_verdict(
+        let changed = record_vendor_verdict(
             self.store.as_ref(),
             self.vendors.clock.as_ref(),
             row,
@@ -58,6 +61,9 @@ impl AccountOpener for Opener {
             detail,
         )
         .await;
+        if changed {
+            self.account_cache.forget(&row.id);
+        }
     }
 }
 

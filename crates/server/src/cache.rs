@@ -25,10 +25,10 @@ pub async fn synced_account(
     // An account that has a completed sync keeps having one until it is
     // deleted: a recent answer is kept (`AppState::synced_accounts`).
     let now = state.clock.now_millis();
-    let known = state
-        .synced_accounts
-        .get(&id, now)
-        .is_some_and(|tenant| tenant == caller.tenant_id);
+    let recent = state.synced_accounts.get(&id, now);
+    let known = recent
+        .as_ref()
+        .is_ok_and(|tenant| *tenant == caller.tenant_id);
     if !known {
         state
             .store
@@ -49,9 +49,11 @@ pub async fn synced_account(
                  sync yet; sync it (POST /integrated-accounts/{id}/sync) or use source=live",
             ));
         }
-        state
-            .synced_accounts
-            .put(id.clone(), caller.tenant_id.clone(), now);
+        if let Err(miss) = recent {
+            state
+                .synced_accounts
+                .put(miss, id.clone(), caller.tenant_id.clone(), now);
+        }
     }
     Ok(id)
 }

@@ -112,12 +112,13 @@ impl KeyCache {
         id: &ApiKeyId,
         now: i64,
     ) -> Result<Option<ApiKeyRow>, StoreError> {
-        if let Some(row) = self.0.get(id, now) {
-            return Ok(Some(row));
-        }
+        let miss = match self.0.get(id, now) {
+            Ok(row) => return Ok(Some(row)),
+            Err(miss) => miss,
+        };
         let row = store.api_key(id).await?;
         if let Some(row) = &row {
-            self.0.put(id.clone(), row.clone(), now);
+            self.0.put(miss, id.clone(), row.clone(), now);
         }
         Ok(row)
     }

@@ -1271,8 +1271,6 @@ async fn packed_chunks<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The largest id of a chunk (an aggregate promises no order). Rust orders
-/// strings by their bytes, as SQLite's default collation does.
 /// Puts rows read through `json_group_array` in id order: the aggregate
 /// follows its subquery's order in practice, not by definition.
 fn in_id_order<T>(rows: &mut [T], id: impl Fn(&T) -> &String) {
@@ -1281,6 +1279,8 @@ fn in_id_order<T>(rows: &mut [T], id: impl Fn(&T) -> &String) {
     }
 }
 
+/// The largest id of a chunk (an aggregate promises no order). Rust orders
+/// strings by their bytes, as SQLite's default collation does.
 fn last_id<T>(rows: &[T], id: impl Fn(&T) -> &String) -> Option<String> {
     rows.iter().map(id).max().cloned()
 }

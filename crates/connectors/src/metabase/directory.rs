@@ -293,6 +293,16 @@ fn fingerprint(raw: &serde_json::value::RawValue) -> i64 {
     i64::from_le_bytes(first)
 }
 
+fn parse_raw<'a, T: Deserialize<'a>>(
+    raw: &'a serde_json::value::RawValue,
+    what: &str,
+) -> Result<T, DirectoryError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        ConnectorError::BadResponse(format!("a Metabase {what} is not the expected JSON: {e}"))
+            .into()
+    })
+}
+
 fn parse_value<T: for<'de> Deserialize<'de>>(
     value: &Value,
     what: &str,
@@ -681,20 +691,27 @@ impl Directory for MetabaseDirectory<'_> {
                 )
                 .await?;
             calls += 1;
-            let list: payload::UserList = parse(&answer)?;
+            // Records stay raw: each is read straight into a user, and into
+            // a JSON tree only when `remote_data` is asked for.
+            let list: payload::RawUserPage<'_> = parse(&answer)?;
             // Never more than asked for, whatever the vendor sends.
             let taken = list
                 .data
                 .len()
                 .min(usize::try_from(want).unwrap_or(usize::MAX));
             let returned = u64::try_from(taken).unwrap_or(u64::MAX);
-            for value in &list.data[..taken] {
-                let user: payload::User = parse_value(value, "user")?;
+            for raw in &list.data[..taken] {
+                let user: payload::User = parse_raw(raw, "user")?;
                 if filter.keeps(&user) {
+                    let remote: Option<Value> = if page.include_remote_data {
+                        Some(parse_raw(raw, "user")?)
+                    } else {
+                        None
+                    };
                     items.push(to_user(
                         &user,
                         &groups,
-                        Some(value),
+                        remote.as_ref(),
                         page.include_remote_data,
                     ));
                 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
 
 /// A user as `GET /api/user` (list item), `GET /api/user/:id`,
 /// `GET /api/user/current`, `POST /api/user` and `PUT /api/user/:id`
@@ -56,16 +55,9 @@ pub struct GroupRef {
 }
 
 /// `GET /api/user`: `{"data":[…],"total":N,"limit":L|null,"offset":O|null}`
-/// (Metabase 0.40+). Items stay raw so they can be handed back as
-/// `remote_data`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UserList {
-    pub data: Vec<Value>,
-    pub total: u64,
-}
-
-/// The same page with each user's record as sent (for syncs, which keep
-/// no vendor objects and fingerprint each record before reading it).
+/// (Metabase 0.40+), each user's record kept as sent: a sync fingerprints
+/// it before reading it, and a list reads it into a JSON tree only when
+/// `remote_data` is asked for.
 #[derive(Debug, Deserialize)]
 pub struct RawUserPage<'a> {
     #[serde(borrow)]
@@ -161,7 +153,7 @@ mod tests {
 
     #[test]
     fn magic_groups_by_type_or_legacy_name() {
-        let group = |v: Value| serde_json::from_value::<Group>(v).unwrap();
+        let group = |v: serde_json::Value| serde_json::from_value::<Group>(v).unwrap();
         let admins = group(json!({"id": 2, "name": "Administrators", "magic_group_type": "admin"}));
         assert!(admins.is_magic());
         assert!(admins.is_magic_type(MAGIC_ADMIN, ADMIN_GROUP_NAME));

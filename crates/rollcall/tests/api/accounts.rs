@@ -379,6 +379,13 @@ async fn delete_unlinks_and_every_change_is_audited() {
         .update_account(&account.id, &json!({"label":"BI"}))
         .await
         .unwrap();
+    // Called once, so this node holds the account in its cache.
+    let live = app
+        .proxy(reqwest::Method::GET, &account.id, "/api/user/current")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
     app.acme.delete_account(&account.id).await.unwrap();
     assert_eq!(
         app.acme.account(&account.id).await.unwrap_err().status(),
