@@ -312,14 +312,20 @@ pub async fn load_linked(
         .account(tenant, &id)
         .await?
         .ok_or_else(missing)?;
-    if let Some(miss) = miss {
-        state.account_cache.put(miss, id, row.clone(), now);
-    }
+    let keep = |row: &AccountRow| {
+        if let Some(miss) = miss {
+            state.account_cache.put(miss, id.clone(), row.clone(), now);
+        }
+    };
     if row.status == AccountStatus::Disabled {
+        keep(&row);
         return Err(disabled());
     }
     let config = stored_config(&row)?;
+    // Kept only once its credentials open: one that cannot be opened here
+    // is read from the store each time.
     let credentials = open_credentials(state, &row)?;
+    keep(&row);
     let account = linked(state, &row, config, credentials);
     Ok((row, account))
 }
@@ -341,28 +347,21 @@ async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<AccountRo
 
 /// Records what the vendor just said about the stored credentials: a
 /// rejection moves the account to `needs_reauth`, the next success back.
+/// Only on the row as read: if the account changed since (new credentials
+/// from another node, say, while this one used a cached copy), nothing is
+/// recorded, and the copy is dropped.
 pub async fn note_vendor_verdict(
     state: &AppState,
     row: &AccountRow,
     accepted: bool,
     detail: Option<String>,
 ) {
-    // A rejection of credentials the account no longer has (the row may
-    // come from this node's cache, up to 2 s old) says nothing about it.
-    if !accepted && row.status == AccountStatus::Active {
-        match state.store.account(&row.tenant_id, &row.id).await {
-            Ok(Some(current)) if current.updated_at == row.updated_at => {}
-            Ok(_) => {
-                state.account_cache.forget(&row.id);
-                return;
-            }
-            Err(e) => {
-                tracing::error!(account = %row.id, error = %e, "could not read the account");
-                return;
-            }
-        }
-    }
-    let changed = record_vendor_verdict(
+    let verdict_differs = if accepted {
+        row.status == AccountStatus::NeedsReauth
+    } else {
+        row.status == AccountStatus::Active
+    };
+    record_vendor_verdict(
         state.store.as_ref(),
         state.clock.as_ref(),
         row,
@@ -370,7 +369,7 @@ pub async fn note_vendor_verdict(
         detail,
     )
     .await;
-    if changed {
+    if verdict_differs {
         state.account_cache.forget(&row.id);
     }
 }
@@ -406,14 +405,7 @@ pub(crate) async fn record_vendor_verdict(
     };
     let now = clock.now_millis();
     match store
-        .set_account_status(
-            &row.tenant_id,
-            &row.id,
-            row.status,
-            status,
-            detail.as_deref(),
-            now,
-        )
+        .set_account_status(row, status, detail.as_deref(), now)
         .await
     {
         Ok(true) => {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 #[derive(Debug)]
 pub struct Recent<K, V> {
@@ -39,12 +39,16 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
         }
     }
 
+    /// Every change under the lock leaves the map whole, so a panic while
+    /// it was held (a poisoned lock) leaves nothing to distrust.
+    fn entries(&self) -> MutexGuard<'_, Entries<K, V>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The value put less than `ttl_ms` before `now`, or the miss to hand
     /// to `put` with the value then read from the store.
     pub fn get(&self, key: &K, now: i64) -> Result<V, Miss> {
-        let Ok(entries) = self.entries.lock() else {
-            return Err(Miss(u64::MAX));
-        };
+        let entries = self.entries();
         entries
             .map
             .get(key)
@@ -56,22 +60,20 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
     /// Keeps `value`, unless something was forgotten since `miss` (the
     /// value may predate that change).
     pub fn put(&self, miss: Miss, key: K, value: V, now: i64) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.epoch != miss.0 {
-                return;
-            }
-            if entries.map.len() >= self.max {
-                entries.map.clear();
-            }
-            entries.map.insert(key, (value, now));
+        let mut entries = self.entries();
+        if entries.epoch != miss.0 {
+            return;
         }
+        if entries.map.len() >= self.max {
+            entries.map.clear();
+        }
+        entries.map.insert(key, (value, now));
     }
 
     pub fn forget(&self, key: &K) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.map.remove(key);
-            entries.epoch = entries.epoch.wrapping_add(1);
-        }
+        let mut entries = self.entries();
+        entries.map.remove(key);
+        entries.epoch = entries.epoch.wrapping_add(1);
     }
 }
 

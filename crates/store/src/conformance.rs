@@ -228,11 +228,26 @@ pub async fn account_updates_and_status_changes(store: &dyn Store) {
         Some(row.clone())
     );
 
+    let as_read = |status, updated_at| AccountRow {
+        status,
+        updated_at,
+        ..row.clone()
+    };
+    // A verdict on the row as it was before the last update (other
+    // credentials, say) changes nothing.
+    let before_update = store
+        .set_account_status(
+            &as_read(AccountStatus::Active, 10),
+            AccountStatus::NeedsReauth,
+            Some("Unauthenticated"),
+            29,
+        )
+        .await
+        .expect("status");
+    assert!(!before_update, "only on the row as it was read");
     let changed = store
         .set_account_status(
-            &a,
-            &row.id,
-            AccountStatus::Active,
+            &row,
             AccountStatus::NeedsReauth,
             Some("Unauthenticated"),
             30,
@@ -242,9 +257,7 @@ pub async fn account_updates_and_status_changes(store: &dyn Store) {
     assert!(changed);
     let again = store
         .set_account_status(
-            &a,
-            &row.id,
-            AccountStatus::Active,
+            &row,
             AccountStatus::NeedsReauth,
             Some("Unauthenticated"),
             31,
@@ -254,9 +267,7 @@ pub async fn account_updates_and_status_changes(store: &dyn Store) {
     assert!(!again, "no longer active: a stale verdict changes nothing");
     let disabled_meanwhile = store
         .set_account_status(
-            &a,
-            &row.id,
-            AccountStatus::Disabled,
+            &as_read(AccountStatus::Disabled, 30),
             AccountStatus::Active,
             None,
             32,

@@ -106,14 +106,13 @@ pub trait Store: SyncStore + GovernanceStore + Send + Sync + std::fmt::Debug + '
         account: &AccountRow,
         expected_updated_at: i64,
     ) -> Result<bool, StoreError>;
-    /// Moves the status from `from` to `status`, only if it is still
-    /// `from` (a concurrent change, such as the owner disabling the account,
-    /// wins); true if it changed.
+    /// Moves the account `read` from its status to `status`, only if the
+    /// stored row is still as it was read: same status, last changed at the
+    /// same `updated_at` (a concurrent change, such as the owner disabling
+    /// the account or giving it new credentials, wins); true if it changed.
     async fn set_account_status(
         &self,
-        tenant: &TenantId,
-        id: &AccountId,
-        from: AccountStatus,
+        read: &AccountRow,
         status: AccountStatus,
         detail: Option<&str>,
         now: i64,

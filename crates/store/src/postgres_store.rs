@@ -320,24 +320,24 @@ impl Store for PgStore {
 
     async fn set_account_status(
         &self,
-        tenant: &TenantId,
-        id: &AccountId,
-        from: AccountStatus,
+        read: &AccountRow,
         status: AccountStatus,
         detail: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE integrated_accounts SET status = $1, status_detail = $2, updated_at = $3 \
-             WHERE tenant_id = $4 AND id = $5 AND status = $6 AND status <> $7",
+             WHERE tenant_id = $4 AND id = $5 AND status = $6 AND status <> $7 \
+             AND updated_at = $8",
         )
         .bind(status.as_str())
         .bind(detail)
         .bind(now)
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(from.as_str())
+        .bind(read.tenant_id.as_str())
+        .bind(read.id.as_str())
+        .bind(read.status.as_str())
         .bind(status.as_str())
+        .bind(read.updated_at)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)

@@ -325,24 +325,23 @@ impl Store for SqliteStore {
 
     async fn set_account_status(
         &self,
-        tenant: &TenantId,
-        id: &AccountId,
-        from: AccountStatus,
+        read: &AccountRow,
         status: AccountStatus,
         detail: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE integrated_accounts SET status = ?, status_detail = ?, updated_at = ? \
-             WHERE tenant_id = ? AND id = ? AND status = ? AND status <> ?",
+             WHERE tenant_id = ? AND id = ? AND status = ? AND status <> ? AND updated_at = ?",
         )
         .bind(status.as_str())
         .bind(detail)
         .bind(now)
-        .bind(tenant.as_str())
-        .bind(id.as_str())
-        .bind(from.as_str())
+        .bind(read.tenant_id.as_str())
+        .bind(read.id.as_str())
+        .bind(read.status.as_str())
         .bind(status.as_str())
+        .bind(read.updated_at)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
