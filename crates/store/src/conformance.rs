@@ -1566,6 +1566,13 @@ pub async fn grants_end_once_with_their_job_and_event(store: &dyn Store) {
     );
 }
 
+fn ending(others_active: bool, was_expiring: bool) -> Option<crate::GrantEnding> {
+    Some(crate::GrantEnding {
+        others_active,
+        was_expiring,
+    })
+}
+
 pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store: &dyn Store) {
     let a = linked(store).await;
     for id in ["ag_a", "ag_b"] {
@@ -1585,10 +1592,7 @@ pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store
             .begin_grant_end("ag_a", 1_000, false)
             .await
             .expect("begin"),
-        Some(crate::GrantEnding {
-            others_active: true,
-            was_expiring: false
-        })
+        ending(true, false)
     );
     // The second sees only a grant on its way out: it removes it.
     assert_eq!(
@@ -1596,10 +1600,7 @@ pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store
             .begin_grant_end("ag_b", 1_000, true)
             .await
             .expect("begin"),
-        Some(crate::GrantEnding {
-            others_active: false,
-            was_expiring: false
-        })
+        ending(false, false)
     );
     // A second try at ending it (after a failure) knows it began before.
     assert_eq!(
@@ -1607,10 +1608,7 @@ pub async fn of_two_grants_ending_at_once_the_later_removes_the_membership(store
             .begin_grant_end("ag_b", 1_000, true)
             .await
             .expect("begin"),
-        Some(crate::GrantEnding {
-            others_active: false,
-            was_expiring: true
-        })
+        ending(false, true)
     );
     assert_eq!(
         store

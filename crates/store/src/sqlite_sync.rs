@@ -613,29 +613,17 @@ impl SyncStore for SqliteStore {
     }
 
     async fn snapshot_users(&self, account: &AccountId) -> Result<Vec<CachedUserRow>, StoreError> {
-        type Packed = (String, Option<String>, String, i64, String);
-        let rows: Vec<Packed> = packed_chunks(
+        let rows: Vec<PackedUser> = packed_chunks(
             self,
             "SELECT json_group_array(json_array(user_id, email, status, is_admin, data_json)) \
              FROM (SELECT user_id, email, status, is_admin, data_json \
              FROM dir_users WHERE account_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
             account,
             String::new(),
-            |rows: &[Packed]| last_id(rows, |row| &row.0),
+            |rows: &[PackedUser]| last_id(rows, |row| &row.0),
         )
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(user_id, email, status, is_admin, data_json)| CachedUserRow {
-                    user_id,
-                    email,
-                    status,
-                    is_admin: is_admin != 0,
-                    data_json,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(unpacked_user).collect())
     }
 
     async fn snapshot_user_hashes(
@@ -741,7 +729,6 @@ impl SyncStore for SqliteStore {
         // The page comes as one row (`json_group_array`), like the snapshot
         // reads: rows one at a time each cross sqlx's channel from its
         // database thread, which costs more than the query.
-        type Packed = (String, Option<String>, String, i64, String);
         let sql = format!(
             "SELECT json_group_array(json_array(user_id, email, status, is_admin, data_json)) \
              FROM ({})",
@@ -757,20 +744,9 @@ impl SyncStore for SqliteStore {
             .bind(i64::from(limit))
             .fetch_one(self.pool())
             .await?;
-        let mut rows: Vec<Packed> = serde_json::from_str(&packed).map_err(corrupt)?;
+        let mut rows: Vec<PackedUser> = serde_json::from_str(&packed).map_err(corrupt)?;
         in_id_order(&mut rows, |row| &row.0);
-        Ok(rows
-            .into_iter()
-            .map(
-                |(user_id, email, status, is_admin, data_json)| CachedUserRow {
-                    user_id,
-                    email,
-                    status,
-                    is_admin: is_admin != 0,
-                    data_json,
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(unpacked_user).collect())
     }
 
     async fn cached_user(
@@ -1268,6 +1244,20 @@ async fn packed_chunks<T: serde::de::DeserializeOwned>(
             Some(last) if full => after = last,
             _ => return Ok(out),
         }
+    }
+}
+
+/// A stored user as packed by `json_array(user_id, email, status,
+/// is_admin, data_json)`.
+type PackedUser = (String, Option<String>, String, i64, String);
+
+fn unpacked_user((user_id, email, status, is_admin, data_json): PackedUser) -> CachedUserRow {
+    CachedUserRow {
+        user_id,
+        email,
+        status,
+        is_admin: is_admin != 0,
+        data_json,
     }
 }
 

@@ -39,6 +39,18 @@ async fn app_on_mock_clock_with_deadline(vendor_deadline_secs: u64) -> (MockCloc
     (clock, app)
 }
 
+/// A linked Metabase account, with a custom group and an active user who
+/// is not in it.
+async fn metabase_with_outsider(app: &TestApp) -> (rollcall_client::Account, String, String) {
+    let account = app
+        .acme
+        .create_account(&app.metabase_password_body())
+        .await
+        .unwrap();
+    let (user, group) = outsider_and_group(&app.acme, &account.id).await;
+    (account, user, group)
+}
+
 /// A custom Metabase group and an active user who is not in it.
 async fn outsider_and_group(api: &Client, account: &str) -> (String, String) {
     let groups = api.groups(account, "limit=1000").await.unwrap().result;
@@ -93,11 +105,7 @@ async fn grant_reaches(api: &Client, id: &str, status: &str) -> Grant {
 async fn a_grant_adds_a_membership_and_its_expiry_removes_it() {
     let (clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
-    let account = api
-        .create_account(&app.metabase_password_body())
-        .await
-        .unwrap();
-    let (user, group) = outsider_and_group(api, &account.id).await;
+    let (account, user, group) = metabase_with_outsider(&app).await;
 
     let grant = api
         .create_grant(&json!({
@@ -151,11 +159,7 @@ async fn a_grant_adds_a_membership_and_its_expiry_removes_it() {
 async fn a_grant_never_removes_a_membership_it_did_not_add() {
     let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
-    let account = api
-        .create_account(&app.metabase_password_body())
-        .await
-        .unwrap();
-    let (user, group) = outsider_and_group(api, &account.id).await;
+    let (account, user, group) = metabase_with_outsider(&app).await;
     api.add_member(&account.id, &group, &user).await.unwrap();
 
     let body = json!({
@@ -199,11 +203,7 @@ async fn a_grant_never_removes_a_membership_it_did_not_add() {
 async fn a_grant_the_vendor_refuses_leaves_nothing_behind() {
     let (_clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
-    let account = api
-        .create_account(&app.metabase_password_body())
-        .await
-        .unwrap();
-    let (user, group) = outsider_and_group(api, &account.id).await;
+    let (account, user, group) = metabase_with_outsider(&app).await;
     // The membership check passes; adding the membership is refused.
     app.metabase
         .control()
@@ -249,11 +249,7 @@ async fn a_grant_the_vendor_refuses_leaves_nothing_behind() {
 async fn vendor_failure_at_expiry_is_retried_until_the_removal_succeeds() {
     let (clock, app) = app_on_mock_clock().await;
     let api = &app.acme;
-    let account = api
-        .create_account(&app.metabase_password_body())
-        .await
-        .unwrap();
-    let (user, group) = outsider_and_group(api, &account.id).await;
+    let (account, user, group) = metabase_with_outsider(&app).await;
     let grant = api
         .create_grant(&json!({
             "integrated_account_id": account.id, "user_id": user, "group_id": group,
@@ -285,11 +281,7 @@ async fn a_grant_made_while_another_is_being_removed_keeps_its_membership() {
     // Slow, not failing: the removal below takes two seconds.
     let (clock, app) = app_on_mock_clock_with_deadline(10).await;
     let api = &app.acme;
-    let account = api
-        .create_account(&app.metabase_password_body())
-        .await
-        .unwrap();
-    let (user, group) = outsider_and_group(api, &account.id).await;
+    let (account, user, group) = metabase_with_outsider(&app).await;
     let body = json!({
         "integrated_account_id": account.id, "user_id": user, "group_id": group,
         "duration_seconds": 60,
