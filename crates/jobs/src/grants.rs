@@ -260,39 +260,28 @@ pub fn ending_audits(
     outcome: Result<&Removal, (Step, &str)>,
     at: i64,
 ) -> Vec<AuditRow> {
-    let row = |action: &str, failure: Option<&str>| {
-        membership_audit(grant, actor, request_id, action, failure, at)
+    // Per vendor change made or tried: `Some(failure)`, `None` for success.
+    let (removal, addition) = match outcome {
+        Ok(Removal::Removed) => (Some(None), None),
+        Ok(Removal::Restored { removed }) => (removed.then_some(None), Some(None)),
+        Ok(Removal::AlreadyGone | Removal::Kept(_) | Removal::GrantEnded) => (None, None),
+        Err((Step::Remove, message)) => (Some(Some(message)), None),
+        Err((Step::Restore { removed }, message)) => (removed.then_some(None), Some(Some(message))),
     };
-    const REMOVED: &str = "group_membership.removed";
-    const ADDED: &str = "group_membership.added";
-    match outcome {
-        Ok(Removal::Removed) => vec![row(REMOVED, None)],
-        Ok(Removal::Restored { removed }) => {
-            let mut rows = Vec::new();
-            if *removed {
-                rows.push(row(REMOVED, None));
-            }
-            rows.push(row(ADDED, None));
-            rows
-        }
-        Ok(Removal::AlreadyGone | Removal::Kept(_) | Removal::GrantEnded) => Vec::new(),
-        Err((Step::Remove, message)) => vec![row(REMOVED, Some(message))],
-        Err((Step::Restore { removed }, message)) => {
-            let mut rows = Vec::new();
-            if removed {
-                rows.push(row(REMOVED, None));
-            }
-            rows.push(row(ADDED, Some(message)));
-            rows
-        }
-    }
+    let row = |added, failure| membership_audit(grant, actor, request_id, added, failure, at);
+    removal
+        .map(|failure| row(false, failure))
+        .into_iter()
+        .chain(addition.map(|failure| row(true, failure)))
+        .collect()
 }
 
+/// The audit row of the grant's membership `added` (else removed).
 fn membership_audit(
     grant: &GrantRow,
     actor: &str,
     request_id: Option<&str>,
-    action: &str,
+    added: bool,
     failure: Option<&str>,
     at: i64,
 ) -> AuditRow {
@@ -303,10 +292,10 @@ fn membership_audit(
     };
     let subject = json!({ "group_id": grant.group_id, "user_id": grant.user_id, "access_grant_id": grant.id })
         .to_string();
-    let (before_json, after_json) = if action == "group_membership.added" {
-        (None, Some(subject))
+    let (action, before_json, after_json) = if added {
+        ("group_membership.added", None, Some(subject))
     } else {
-        (Some(subject), None)
+        ("group_membership.removed", Some(subject), None)
     };
     AuditRow {
         id: format!("au_{}", uuid::Uuid::now_v7().simple()),

@@ -24,7 +24,7 @@ use crate::auth::Caller;
 use crate::cursor::{CursorCodec, ListEnvelope, page_limit};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::recent::Recent;
+use crate::recent::{Miss, Recent};
 use crate::request_id::RequestId;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -288,30 +288,48 @@ pub async fn load_linked(
     let missing = || ApiError::not_found("no such integrated account");
     let id = AccountId::parse(id).map_err(|_| missing())?;
     let now = state.clock.now_millis();
-    let disabled = || ApiError::new(ErrorCode::Conflict, "the integrated account is disabled");
-    let miss = match state.account_cache.get(&id, now) {
+    let (row, credentials) = match state.account_cache.get(&id, now) {
         Ok(row) if row.tenant_id == *tenant => {
             if row.status == AccountStatus::Disabled {
-                return Err(disabled());
+                return Err(account_disabled());
             }
-            // A credential sealed under a key retired since (a rotation by
-            // another process) is read again below.
-            if let Ok(credentials) = decrypt_credentials(&state.vault, &row) {
-                let config = stored_config(&row)?;
-                let account = linked(state, &row, config, credentials);
-                return Ok((row, account));
+            match decrypt_credentials(&state.vault, &row) {
+                Ok(credentials) => (row, credentials),
+                // Sealed under a key retired since (a rotation by another
+                // process): read again.
+                Err(_) => {
+                    state.account_cache.forget(&id);
+                    read_linked(state, tenant, &id, None, now).await?
+                }
             }
-            state.account_cache.forget(&id);
-            None
         }
-        Ok(_) => None,
-        Err(miss) => Some(miss),
+        Ok(_) => read_linked(state, tenant, &id, None, now).await?,
+        Err(miss) => read_linked(state, tenant, &id, Some(miss), now).await?,
     };
+    let config = stored_config(&row)?;
+    let account = linked(state, &row, config, credentials);
+    Ok((row, account))
+}
+
+fn account_disabled() -> ApiError {
+    ApiError::new(ErrorCode::Conflict, "the integrated account is disabled")
+}
+
+/// The account from the store, with its credentials opened; kept in the
+/// node's cache (after `miss`) if disabled or once its credentials open:
+/// one that cannot be opened here is read from the store each time.
+async fn read_linked(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &AccountId,
+    miss: Option<Miss>,
+    now: i64,
+) -> Result<(AccountRow, Credentials), ApiError> {
     let row = state
         .store
-        .account(tenant, &id)
+        .account(tenant, id)
         .await?
-        .ok_or_else(missing)?;
+        .ok_or_else(|| ApiError::not_found("no such integrated account"))?;
     let keep = |row: &AccountRow| {
         if let Some(miss) = miss {
             state.account_cache.put(miss, id.clone(), row.clone(), now);
@@ -319,15 +337,11 @@ pub async fn load_linked(
     };
     if row.status == AccountStatus::Disabled {
         keep(&row);
-        return Err(disabled());
+        return Err(account_disabled());
     }
-    let config = stored_config(&row)?;
-    // Kept only once its credentials open: one that cannot be opened here
-    // is read from the store each time.
     let credentials = open_credentials(state, &row)?;
     keep(&row);
-    let account = linked(state, &row, config, credentials);
-    Ok((row, account))
+    Ok((row, credentials))
 }
 
 fn stored_config(row: &AccountRow) -> Result<AccountConfig, ApiError> {

@@ -790,7 +790,10 @@ impl SyncStore for SqliteStore {
         .await?;
         let mut rows: Vec<(String, String, String)> =
             serde_json::from_str(&packed).map_err(corrupt)?;
-        rows.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        // (user, group) is unique: ordering whole rows orders by it.
+        if !rows.is_sorted() {
+            rows.sort_unstable();
+        }
         Ok(rows)
     }
 
@@ -1354,6 +1357,7 @@ async fn upsert_users(
     }
     Ok(())
 }
+
 /// Runs `sql` once per batch of `rows`, each batch bound as a JSON array.
 async fn batched<T: serde::Serialize>(
     tx: &mut Transaction<'_, Sqlite>,

@@ -225,12 +225,6 @@ fn parse_user_page(
 ) -> Result<(Vec<Listed>, u64), DirectoryError> {
     let list: payload::RawUserPage<'_> = parse(answer)?;
     let no_groups = GroupIndex::default();
-    let bad = |e: serde_json::Error| -> DirectoryError {
-        ConnectorError::BadResponse(format!(
-            "a Metabase user record is not the expected JSON: {e}"
-        ))
-        .into()
-    };
     let users = list
         .data
         .iter()
@@ -240,7 +234,7 @@ fn parse_user_page(
             if let Some(id) = known.and_then(|known| known(fingerprint)) {
                 return Ok(Listed::Known { id, fingerprint });
             }
-            let user: payload::User = serde_json::from_str(raw.get()).map_err(bad)?;
+            let user: payload::User = parse_raw(raw, "user record")?;
             let mut unified = to_user(&user, &no_groups, None, false);
             unified.groups = None;
             Ok(Listed::User {
@@ -293,24 +287,22 @@ fn fingerprint(raw: &serde_json::value::RawValue) -> i64 {
     i64::from_le_bytes(first)
 }
 
+fn unexpected_json(what: &str, e: &serde_json::Error) -> DirectoryError {
+    ConnectorError::BadResponse(format!("a Metabase {what} is not the expected JSON: {e}")).into()
+}
+
 fn parse_raw<'a, T: Deserialize<'a>>(
     raw: &'a serde_json::value::RawValue,
     what: &str,
 ) -> Result<T, DirectoryError> {
-    serde_json::from_str(raw.get()).map_err(|e| {
-        ConnectorError::BadResponse(format!("a Metabase {what} is not the expected JSON: {e}"))
-            .into()
-    })
+    serde_json::from_str(raw.get()).map_err(|e| unexpected_json(what, &e))
 }
 
 fn parse_value<T: for<'de> Deserialize<'de>>(
     value: &Value,
     what: &str,
 ) -> Result<T, DirectoryError> {
-    T::deserialize(value).map_err(|e| {
-        ConnectorError::BadResponse(format!("a Metabase {what} is not the expected JSON: {e}"))
-            .into()
-    })
+    T::deserialize(value).map_err(|e| unexpected_json(what, &e))
 }
 
 // ---------------------------------------------------------------------------
